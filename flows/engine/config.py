@@ -1,0 +1,292 @@
+"""Settings: one frozen, validated object read from ``DMP_*`` variables.
+
+In: a mapping of environment variables (``os.environ`` by default).
+Out: a :class:`Settings`, or a :class:`~flows.engine.errors.ConfigError`
+whose message names the variable at fault. Unknown ``DMP_*`` variables
+are errors too, so a typo never silently falls back to a default.
+
+Every variable is declared once in :data:`VARIABLES`; the README's table
+is printed from it (``python -m flows.engine.config``). Bytewax's own
+knobs (workers, recovery, snapshots) stay ``BYTEWAX_*``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Literal, Mapping
+
+from flows.engine.errors import ConfigError
+
+SourceKind = Literal["sim", "file"]
+InputFormat = Literal["auto", "jsonl", "csv"]
+OutputFormat = Literal["jsonl", "parquet"]
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
+
+
+def parse_duration_ms(text: str) -> int:
+    """Parse ``500ms``, ``30s``, ``1m``, ``1h30m``, ``2d`` or ``0`` into milliseconds.
+
+    >>> parse_duration_ms("1h30m")
+    5400000
+    """
+    text = text.strip().lower()
+    if text == "0":
+        return 0
+    pos, total = 0, 0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += int(match.group(1)) * _UNITS_MS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        msg = f"expected a duration such as 500ms, 30s, 1m, 1h30m or 0; got {text!r}"
+        raise ValueError(msg)
+    return total
+
+
+def format_duration_ms(ms: int) -> str:
+    """Inverse of :func:`parse_duration_ms` for display (``90000`` -> ``1m30s``)."""
+    if ms == 0:
+        return "0"
+    parts = []
+    for unit in ("d", "h", "m", "s", "ms"):
+        amount, ms = divmod(ms, _UNITS_MS[unit])
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts)
+
+
+def parse_utc_ms(text: str) -> int:
+    """Parse an ISO-8601 instant (``Z`` or offset; naive means UTC) or ``now``."""
+    if text.strip().lower() == "now":
+        return int(datetime.now(timezone.utc).timestamp() * 1000)
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    msg = f"expected true or false; got {text!r}"
+    raise ValueError(msg)
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            msg = f"expected one of {', '.join(allowed)}; got {text!r}"
+            raise ValueError(msg)
+        return value
+
+    return parse
+
+
+def _int(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text.strip().replace("_", ""))
+        if value < minimum:
+            msg = f"expected an integer >= {minimum}; got {text!r}"
+            raise ValueError(msg)
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        msg = f"expected a fraction in [0, 1); got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        msg = f"expected a number >= 0; got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The built-in shop simulator (``DMP_SOURCE=sim``)."""
+
+    events: int = 300_000
+    seed: int = 42
+    partitions: int = 4
+    users: int = 20_000
+    products: int = 2_000
+    events_per_second: float = 100.0
+    start_ms: int = 1_704_067_200_000  # 2024-01-01T00:00:00Z
+    speed: float = 0.0
+    disorder_ms: int = 20_000
+    straggler_rate: float = 0.0005
+    malformed_rate: float = 0.0005
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a flow needs to know, validated.
+
+    Build it with :meth:`from_env` (what ``python -m bytewax.run`` does) or
+    directly in tests, e.g. ``Settings(window_ms=60_000, top_n=3)``.
+    """
+
+    source: SourceKind = "sim"
+    input: str | None = None
+    input_format: InputFormat = "auto"
+    out_dir: Path = Path("out")
+    out_format: OutputFormat = "jsonl"
+    window_ms: int = 60_000
+    allowed_lateness_ms: int = 30_000
+    top_n: int = 10
+    shards: int = 16
+    batch_bytes: int = 8 << 20
+    summary: bool = True
+    sim: SimSettings = field(default_factory=SimSettings)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``DMP_*`` variable; raise :class:`ConfigError` naming the bad one."""
+        env = os.environ if env is None else env
+        known = {var.name for var in VARIABLES}
+        for name in sorted(env):
+            if name.startswith("DMP_") and name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                msg = f"{name} is not a known setting{hint} (see the README's table)"
+                raise ConfigError(msg)
+
+        top: dict[str, object] = {}
+        sim: dict[str, object] = {}
+        for var in VARIABLES:
+            if var.name not in env:
+                continue
+            raw = env[var.name]
+            try:
+                value = var.parse(raw)
+            except ValueError as ex:
+                msg = f"{var.name}={raw!r}: {ex}"
+                raise ConfigError(msg) from None
+            target, attr = (sim, var.attr[4:]) if var.attr.startswith("sim.") else (top, var.attr)
+            target[attr] = value
+        return cls(**top, sim=SimSettings(**sim))  # type: ignore[arg-type]
+
+    def replace(self, **changes: object) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One ``DMP_*`` environment variable: where it goes and what it means."""
+
+    name: str
+    attr: str
+    parse: Callable[[str], object]
+    default: str
+    doc: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("DMP_SOURCE", "source", _choice("sim", "file"), "sim",
+             "`sim` (built-in shop simulator) or `file` (JSON Lines / REES46 CSV files)"),
+    Variable("DMP_INPUT", "input", str, "",
+             "For `file`: a path or glob, or several separated by commas; `.gz` is read too"),
+    Variable("DMP_INPUT_FORMAT", "input_format", _choice("auto", "jsonl", "csv"), "auto",
+             "`auto` picks by extension (`.csv` vs `.jsonl`/`.ndjson`/`.json`)"),
+    Variable("DMP_OUT_DIR", "out_dir", Path, "out",
+             "Directory of the file outputs, one sub-directory per stream; a fresh run replaces it"),
+    Variable("DMP_OUT_FORMAT", "out_format", _choice("jsonl", "parquet"), "jsonl",
+             "File format of the outputs"),
+    Variable("DMP_WINDOW", "window_ms", parse_duration_ms, "1m",
+             "Tumbling event-time window length, aligned to the Unix epoch (whole seconds)"),
+    Variable("DMP_ALLOWED_LATENESS", "allowed_lateness_ms", parse_duration_ms, "30s",
+             "How far behind its partition's newest event an event may be and still count"),
+    Variable("DMP_TOP_N", "top_n", _int(1), "10", "Rows per window in the leaderboard"),
+    Variable("DMP_SHARDS", "shards", _int(1), "16",
+             "Keyed state shards spread over the workers; fixed for the life of a recovery store"),
+    Variable("DMP_BATCH_BYTES", "batch_bytes", _int(4096), str(8 << 20),
+             "Bytes read from a file per batch (whole lines)"),
+    Variable("DMP_SUMMARY", "summary", _bool, "true",
+             "Print a run summary and write `summary.json` at the end of a bounded run"),
+    Variable("DMP_SIM_EVENTS", "sim.events", _int(0), "300000",
+             "Events the simulator emits over all partitions; `0` runs forever"),
+    Variable("DMP_SIM_SEED", "sim.seed", _int(0), "42", "Seed; the same seed gives the same events"),
+    Variable("DMP_SIM_PARTITIONS", "sim.partitions", _int(1), "4",
+             "Source partitions (users are spread over them, like a topic keyed by user)"),
+    Variable("DMP_SIM_USERS", "sim.users", _int(1), "20000", "Distinct shoppers"),
+    Variable("DMP_SIM_PRODUCTS", "sim.products", _int(1), "2000", "Catalog size"),
+    Variable("DMP_SIM_EVENTS_PER_SECOND", "sim.events_per_second", _non_negative_float, "100",
+             "Average event rate in event time (follows a daily cycle)"),
+    Variable("DMP_SIM_START", "sim.start_ms", parse_utc_ms, "2024-01-01T00:00:00Z",
+             "Event time of the simulation's start (ISO-8601, or `now`)"),
+    Variable("DMP_SIM_SPEED", "sim.speed", _non_negative_float, "0",
+             "Event-time seconds per wall-clock second; `0` is as fast as possible, `1` is live"),
+    Variable("DMP_SIM_DISORDER", "sim.disorder_ms", parse_duration_ms, "20s",
+             "Largest delivery delay of ordinary events (bounded out-of-order delivery)"),
+    Variable("DMP_SIM_STRAGGLER_RATE", "sim.straggler_rate", _fraction, "0.0005",
+             "Fraction of events delivered up to 10 minutes late (they show up as `late`)"),
+    Variable("DMP_SIM_MALFORMED_RATE", "sim.malformed_rate", _fraction, "0.0005",
+             "Fraction of records the simulator corrupts (they show up as `dead_letters`)"),
+)
+
+
+def _validate(settings: Settings) -> None:
+    def fail(name: str, problem: str) -> None:
+        raise ConfigError(f"{name}: {problem}")
+
+    if settings.source not in ("sim", "file"):
+        fail("DMP_SOURCE", f"expected sim or file; got {settings.source!r}")
+    if settings.source == "file" and not settings.input:
+        fail("DMP_INPUT", "is required when DMP_SOURCE=file (a path or glob of .jsonl/.csv files)")
+    if settings.window_ms <= 0 or settings.window_ms % 1000:
+        fail("DMP_WINDOW", f"must be a positive whole number of seconds; got {settings.window_ms} ms")
+    if settings.allowed_lateness_ms < 0:
+        fail("DMP_ALLOWED_LATENESS", "must be >= 0")
+    if settings.top_n < 1:
+        fail("DMP_TOP_N", "must be >= 1")
+    if settings.shards < 1:
+        fail("DMP_SHARDS", "must be >= 1")
+    if settings.batch_bytes < 4096:
+        fail("DMP_BATCH_BYTES", "must be >= 4096")
+    sim = settings.sim
+    if sim.partitions < 1:
+        fail("DMP_SIM_PARTITIONS", "must be >= 1")
+    if sim.users < sim.partitions:
+        fail("DMP_SIM_USERS", f"must be at least DMP_SIM_PARTITIONS ({sim.partitions})")
+    if sim.products < 1:
+        fail("DMP_SIM_PRODUCTS", "must be >= 1")
+    if sim.events_per_second <= 0:
+        fail("DMP_SIM_EVENTS_PER_SECOND", "must be > 0")
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from :data:`VARIABLES`."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for var in VARIABLES:
+        default = f"`{var.default}`" if var.default else "(none)"
+        rows.append(f"| `{var.name}` | {default} | {var.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
