@@ -1,0 +1,468 @@
+"""Decoding: raw records -> events in ``EVENT_SCHEMA`` plus dead letters.
+
+In: a :class:`~flows.engine.schema.RawBatch` (JSON Lines or CSV, as one
+chunk of lines or as a list of messages). Out: a :class:`DecodeResult`
+whose ``events`` keep the records' order and whose ``dead_letters`` say,
+for every record that could not be decoded, why and where it came from.
+``len(events) + len(dead_letters)`` always equals the number of records.
+
+Fast path: Polars parses the whole chunk at once (every JSON value read as
+a string, so ids may be numbers or strings) and the checks run as column
+expressions. Only when a chunk fails to parse are its lines split out, and
+then Polars itself isolates the bad ones by parsing ever smaller groups
+(16-way bisection), so a line decodes to the same values whichever path it
+took and whatever batch it was in.
+
+Field rules (JSON names; REES46 CSV columns are mapped onto them):
+
+- ``ts`` (also ``event_time``, or ``purchase_time`` for the minimal purchase
+  message): see :mod:`flows.engine.timeparse`. Required.
+- ``event_type``: view, add_to_cart (``cart`` too), remove_from_cart,
+  purchase. Missing means purchase when ``purchase_time`` is given.
+- ``user_id``, ``product_id``: required; strings or integers, kept as strings
+  (any other JSON value is kept as its JSON text).
+- ``price``: a finite number >= 0, optional. ``quantity``: an integer >= 1,
+  default 1.
+- ``session_id`` (``user_session``), ``category`` (``category_code``),
+  ``category_id``, ``brand``, ``event_id``: optional strings; empty is null.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, Sequence
+
+import polars as pl
+
+from flows.engine.schema import (
+    DEAD_LETTER_SCHEMA,
+    EVENT_SCHEMA,
+    EventType,
+    RawBatch,
+    RecordFormat,
+)
+from flows.engine.timeparse import parse_event_time
+
+# Canonical field names, and the other names they may arrive under.
+FIELDS = (
+    "event_id",
+    "event_type",
+    "ts",
+    "purchase_time",
+    "user_id",
+    "session_id",
+    "product_id",
+    "category",
+    "category_id",
+    "brand",
+    "price",
+    "quantity",
+)
+ALIASES = {"event_time": "ts", "user_session": "session_id", "category_code": "category"}
+_JSON_SCHEMA = pl.Schema({name: pl.String for name in (*FIELDS, *ALIASES)})
+_REQUIRED_CSV = ({"ts", "event_time"}, {"event_type"}, {"user_id"}, {"product_id"})
+_BLANK = b" \t\r"
+_BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
+_FANOUT = 16
+_REASON_VALUE_CHARS = 60
+
+
+@dataclass(frozen=True)
+class DecodeResult:
+    """Decoded events (``EVENT_SCHEMA``) and dead letters (``DEAD_LETTER_SCHEMA``)."""
+
+    events: pl.DataFrame
+    dead_letters: pl.DataFrame
+
+    @property
+    def records(self) -> int:
+        return self.events.height + self.dead_letters.height
+
+
+def missing_csv_columns(header: Sequence[str]) -> list[str]:
+    """Required columns a CSV header lacks (names as a user would write them)."""
+    present = set(header)
+    return ["/".join(sorted(group)) for group in _REQUIRED_CSV if not group & present]
+
+
+def decode_batch(raw: RawBatch) -> DecodeResult:
+    """Decode every record of ``raw``; never raises on bad data."""
+    records = _Records(raw, _parser(raw.format, raw.csv_header))
+    fields, rows = records.parse()
+    events, invalid_rows, reasons = _normalize(fields)
+    if invalid_rows and rows is None:
+        rows = records.fast_path_rows(fields.height)
+        if rows is None:  # the parser skipped a line we count: take the careful path
+            fields, rows = records.parse_listed(known_bad=False)
+            events, invalid_rows, reasons = _normalize(fields)
+    assert rows is not None or not invalid_rows
+    invalid = [(rows[row], reason) for row, reason in zip(invalid_rows, reasons)] if rows else []
+    return DecodeResult(events, records.dead_letters(invalid))
+
+
+# -- parsing -------------------------------------------------------------------
+
+_ParseFn = Callable[[bytes], pl.DataFrame]
+
+
+def _parser(fmt: RecordFormat, header: tuple[str, ...] | None) -> _ParseFn:
+    if fmt == "jsonl":
+        return _parse_json
+    if fmt == "csv":
+        if not header:
+            msg = "a CSV batch needs its header (RawBatch.csv_header)"
+            raise ValueError(msg)
+        columns = _csv_columns(header)
+        return lambda chunk: _parse_csv(chunk, columns)
+    msg = f"unknown record format {fmt!r}; expected 'jsonl' or 'csv'"
+    raise ValueError(msg)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(name)  # NaN / Infinity: Polars rejects them too
+
+
+def _json_object(line: bytes) -> bool:
+    """Cheap pre-check: does Python see one JSON object on this line?"""
+    try:
+        return isinstance(json.loads(line, parse_constant=_reject_constant), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _csv_plausible(line: bytes) -> bool:
+    """Cheap pre-check for a CSV line: UTF-8 with balanced quotes."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return line.count(b'"') % 2 == 0
+
+
+def _csv_fields(line: bytes) -> int:
+    """Number of fields of one CSV line (quote-aware only when it has quotes)."""
+    if b'"' not in line:
+        return line.count(b",") + 1
+    try:
+        return len(next(csv.reader([line.decode("utf-8")])))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return -1  # let the parser reject it with its own reason
+
+
+def _parse_json(chunk: bytes) -> pl.DataFrame:
+    frame = pl.read_ndjson(io.BytesIO(chunk), schema=_JSON_SCHEMA)
+    # Fold aliases into canonical names; the canonical one wins.
+    return frame.with_columns(
+        pl.coalesce(canonical, alias).alias(canonical) for alias, canonical in ALIASES.items()
+    ).drop(list(ALIASES))
+
+
+def _csv_columns(header: Sequence[str]) -> list[str]:
+    """Canonical names for a header; a repeated name keeps its first column."""
+    columns: list[str] = []
+    for position, name in enumerate(header):
+        canonical = ALIASES.get(name.strip(), name.strip())
+        columns.append(canonical if canonical not in columns else f"_ignored_{position}")
+    return columns
+
+
+def _parse_csv(chunk: bytes, columns: list[str]) -> pl.DataFrame:
+    frame = pl.read_csv(
+        io.BytesIO(chunk),
+        has_header=False,
+        new_columns=columns,
+        schema={name: pl.String for name in columns},
+        quote_char='"',
+        encoding="utf8",
+    )
+    return frame.select(name for name in columns if name in FIELDS)
+
+
+def _reason_unparseable(line: bytes, fmt: RecordFormat, error: Exception) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    text = str(error).strip()
+    message = text.splitlines()[0] if text else type(error).__name__
+    if fmt == "jsonl":
+        if "expected to contain JSON object" in message:
+            return "not a JSON object"
+        return f"invalid JSON ({message.removeprefix('error parsing line: ')})"
+    if "more fields" in message:
+        return "malformed CSV (more fields than the header)"
+    return "malformed CSV (unbalanced quote or bad field)"
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """Records as a list: what to parse, the original bytes, and where each came from."""
+
+    parse_lines: list[bytes]
+    originals: list[bytes]
+    positions: list[str]
+
+
+class _Records:
+    """The records of one batch, split into a Python list only when needed.
+
+    A *record* is a non-blank line of a chunk, or one message of a list
+    (an empty message is a record too, and a dead letter).
+    """
+
+    def __init__(self, raw: RawBatch, parse: _ParseFn) -> None:
+        self.raw = raw
+        self.parse_fn = parse
+        self.is_chunk = isinstance(raw.payload, (bytes, bytearray, memoryview))
+        self.unparseable: list[tuple[int, str]] = []
+
+    @cached_property
+    def listed(self) -> _Listed:
+        raw = self.raw
+        parse_lines: list[bytes] = []
+        originals: list[bytes] = []
+        positions: list[str] = []
+        if self.is_chunk:
+            for number, line in enumerate(bytes(raw.payload).split(b"\n"), start=raw.first_line):
+                if line.strip(_BLANK):
+                    line = line[:-1] if line.endswith(b"\r") else line
+                    parse_lines.append(line)
+                    originals.append(line)
+                    positions.append(f"{raw.origin}:{number}")
+        else:
+            for index, message in enumerate(raw.payload):  # type: ignore[arg-type]
+                offset = raw.offsets[index] if raw.offsets is not None else index
+                original = bytes(message) if message is not None else b""
+                originals.append(original)
+                positions.append(f"{raw.origin}@{offset}")
+                # A raw newline can only be JSON whitespace (or garbage): flatten it
+                # so one message stays one line.
+                parse_lines.append(original.replace(b"\n", b" ").replace(b"\r", b" "))
+        return _Listed(parse_lines, originals, positions)
+
+    def parse(self) -> tuple[pl.DataFrame, list[int] | None]:
+        """Parse every record: the string fields, and each row's record index.
+
+        The index list is ``None`` after the fast path, where row ``i`` is
+        record ``i`` (see :meth:`fast_path_rows`).
+        """
+        if not self.is_chunk:
+            return self.parse_listed(known_bad=False)
+        chunk = bytes(self.raw.payload)
+        if not chunk.strip(_BLANK + b"\n"):
+            return _empty_fields(), []
+        if self.raw.format == "csv" and _BLANK_LINE.search(chunk.rstrip(_BLANK + b"\n")):
+            return self.parse_listed(known_bad=False)  # CSV blank lines would become rows
+        try:
+            frame = self.parse_fn(chunk)
+        except Exception:  # noqa: BLE001 - any failure means: find the bad lines
+            return self.parse_listed(known_bad=True)
+        if self.raw.format == "csv" and not self._csv_rows_exact(chunk, frame.height):
+            return self.parse_listed(known_bad=False)
+        return frame, None
+
+    def _csv_rows_exact(self, chunk: bytes, height: int) -> bool:
+        """Whether every line was one row of exactly the header's width.
+
+        Polars pads a short line with nulls (unless it is the first), so a
+        short line must be caught here or its fate would depend on where the
+        batch boundary fell. Without quotes, the comma count settles it: no
+        line can be longer (that is a parse error) and the total is exact.
+        """
+        lines = chunk.rstrip(b"\n").count(b"\n") + 1
+        width = len(self.raw.csv_header or ())
+        return height == lines and b'"' not in chunk and chunk.count(b",") == (width - 1) * lines
+
+    def fast_path_rows(self, height: int) -> list[int] | None:
+        """Row -> record index after the fast path, if the parser saw the same records."""
+        count = len(self.listed.parse_lines)
+        return list(range(count)) if count == height else None
+
+    def parse_listed(self, *, known_bad: bool) -> tuple[pl.DataFrame, list[int]]:
+        """Parse record by record (well, nearly): the careful path.
+
+        Polars is the only judge of a record, so a record decodes the same on
+        either path. To keep the number of Polars calls small, a cheap Python
+        check names *suspects*; each suspect is parsed alone, and the rest are
+        parsed together (falling back to bisection in the rare case Python and
+        Polars disagree).
+        """
+        lines = self.listed.parse_lines
+        nonblank = [i for i, line in enumerate(lines) if line.strip(_BLANK)]
+        self.unparseable = [(i, "empty record") for i, line in enumerate(lines) if not line.strip(_BLANK)]
+        if self.raw.format == "csv":
+            width = len(self.raw.csv_header or ())
+            counts = {i: _csv_fields(lines[i]) for i in nonblank}
+            self.unparseable += [
+                (i, f"malformed CSV ({n} fields, the header has {width})")
+                for i, n in counts.items()
+                if n not in (width, -1)
+            ]
+            nonblank = [i for i in nonblank if counts[i] in (width, -1)]
+        frames: list[pl.DataFrame] = []
+        rows: list[int] = []
+        if known_bad:
+            check = _json_object if self.raw.format == "jsonl" else _csv_plausible
+            suspects = [i for i in nonblank if not check(lines[i])]
+            for index in suspects:
+                self._bisect(lines, [index], frames, rows)
+            if suspects:
+                suspect_set = set(suspects)
+                nonblank = [i for i in nonblank if i not in suspect_set]
+        self._bisect(lines, nonblank, frames, rows)
+        order = sorted(range(len(rows)), key=rows.__getitem__)
+        fields = pl.concat(frames, how="vertical") if frames else _empty_fields()
+        if order != list(range(len(rows))):
+            fields = fields[order]
+            rows = [rows[i] for i in order]
+        return fields, rows
+
+    def _bisect(self, lines: list[bytes], indices: list[int], frames: list, rows: list[int]) -> None:
+        """Parse ``indices`` in order; split any group Polars rejects, down to single lines."""
+        if not indices:
+            return
+        try:
+            frame = self.parse_fn(b"\n".join(lines[i] for i in indices))
+            if frame.height == len(indices):
+                frames.append(frame)
+                rows.extend(indices)
+                return
+            error: Exception = ValueError("one record became several rows")
+        except Exception as ex:  # noqa: BLE001
+            error = ex
+        if len(indices) == 1:
+            index = indices[0]
+            self.unparseable.append((index, _reason_unparseable(lines[index], self.raw.format, error)))
+            return
+        self._split(lines, indices, frames, rows)
+
+    def _split(self, lines: list[bytes], indices: list[int], frames: list, rows: list[int]) -> None:
+        step = -(-len(indices) // _FANOUT)
+        for start in range(0, len(indices), step):
+            self._bisect(lines, indices[start : start + step], frames, rows)
+
+    def dead_letters(self, invalid: list[tuple[int, str]]) -> pl.DataFrame:
+        """Dead letters for invalid and unparseable records, in record order."""
+        entries = sorted(invalid + self.unparseable)
+        if not entries:
+            return pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+        listed = self.listed
+        return pl.DataFrame(
+            {
+                "reason": [reason for _, reason in entries],
+                "raw": [listed.originals[i] for i, _ in entries],
+                "source": [listed.positions[i] for i, _ in entries],
+            },
+            schema=DEAD_LETTER_SCHEMA,
+        )
+
+
+def _empty_fields() -> pl.DataFrame:
+    return pl.DataFrame(schema={name: pl.String for name in FIELDS})
+
+
+# -- normalising and validating -------------------------------------------------
+
+
+def _text(fields: pl.DataFrame, name: str) -> pl.Expr:
+    """A field as a stripped string column; empty strings and absent columns are null."""
+    if name not in fields.columns:
+        return pl.lit(None, pl.String)
+    column = pl.col(name)
+    return pl.when(column.str.len_bytes() > 0).then(column)
+
+
+def _normalize(fields: pl.DataFrame) -> tuple[pl.DataFrame, list[int], list[str]]:
+    """Typed events for valid rows; row numbers and reasons for the others."""
+    ts_text = pl.coalesce(_text(fields, "ts"), _text(fields, "purchase_time"))
+    type_text = pl.coalesce(
+        _text(fields, "event_type"),
+        pl.when(_text(fields, "purchase_time").is_not_null()).then(pl.lit("purchase")),
+    )
+    staged = fields.select(
+        _text(fields, "event_id").alias("event_id"),
+        type_text.replace("cart", "add_to_cart").alias("type_text"),
+        ts_text.alias("ts_text"),
+        _text(fields, "user_id").alias("user_id"),
+        _text(fields, "session_id").alias("session_id"),
+        _text(fields, "product_id").alias("product_id"),
+        _text(fields, "category").alias("category"),
+        _text(fields, "category_id").alias("category_id"),
+        _text(fields, "brand").alias("brand"),
+        _text(fields, "price").alias("price_text"),
+        _text(fields, "quantity").alias("quantity_text"),
+    )
+    staged = staged.with_columns(
+        parse_event_time(staged["ts_text"]).alias("ts"),
+        pl.col("type_text").cast(EventType, strict=False).alias("event_type"),
+        pl.col("price_text").cast(pl.Float64, strict=False).alias("price"),
+        pl.col("quantity_text").cast(pl.Int64, strict=False).alias("quantity_number"),
+    )
+    price, quantity = pl.col("price"), pl.col("quantity_number")
+    price_ok = pl.col("price_text").is_null() | (price.is_finite() & (price >= 0))
+    quantity_ok = pl.col("quantity_text").is_null() | (quantity >= 1)
+    valid = staged.select(
+        (
+            pl.col("ts").is_not_null()
+            & pl.col("event_type").is_not_null()
+            & pl.col("user_id").is_not_null()
+            & pl.col("product_id").is_not_null()
+            & price_ok
+            & quantity_ok
+        )
+        .fill_null(False)
+        .alias("valid")
+    ).to_series()
+    typed = [
+        *(pl.col(name) for name in EVENT_SCHEMA.names() if name != "quantity"),
+        quantity.fill_null(1).alias("quantity"),
+    ]
+    if valid.all():  # the usual case: no filtering copies
+        return staged.select(typed).select(EVENT_SCHEMA.names()), [], []
+    events = staged.filter(valid).select(typed).select(EVENT_SCHEMA.names())
+    invalid = staged.with_row_index("_row").filter(~valid)
+    reasons = invalid.select(_reason().alias("reason"))["reason"].to_list()
+    return events, invalid["_row"].to_list(), reasons
+
+
+def _quoted(name: str) -> pl.Expr:
+    return pl.concat_str(pl.lit("'"), pl.col(name).str.slice(0, _REASON_VALUE_CHARS), pl.lit("'"))
+
+
+def _reason() -> pl.Expr:
+    """The first rule a row breaks, as a sentence (only evaluated on invalid rows)."""
+
+    rules: list[tuple[pl.Expr, pl.Expr]] = [
+        (pl.col("ts_text").is_null(), pl.lit("missing ts")),
+        (pl.col("ts").is_null(), pl.concat_str(pl.lit("unparseable ts "), _quoted("ts_text"))),
+        (pl.col("user_id").is_null(), pl.lit("missing user_id")),
+        (pl.col("product_id").is_null(), pl.lit("missing product_id")),
+        (pl.col("type_text").is_null(), pl.lit("missing event_type")),
+        (
+            pl.col("event_type").is_null(),
+            pl.concat_str(pl.lit("unknown event_type "), _quoted("type_text")),
+        ),
+        (
+            pl.col("price_text").is_not_null() & (pl.col("price").is_null() | ~pl.col("price").is_finite()),
+            pl.concat_str(pl.lit("price is not a finite number: "), _quoted("price_text")),
+        ),
+        (pl.col("price") < 0, pl.concat_str(pl.lit("negative price: "), pl.col("price_text"))),
+        (
+            pl.col("quantity_text").is_not_null() & pl.col("quantity_number").is_null(),
+            pl.concat_str(pl.lit("quantity is not an integer: "), _quoted("quantity_text")),
+        ),
+        (
+            pl.col("quantity_number") < 1,
+            pl.concat_str(pl.lit("non-positive quantity: "), pl.col("quantity_text")),
+        ),
+    ]
+    condition, message = rules[0]
+    chain = pl.when(condition.fill_null(False)).then(message)
+    for condition, message in rules[1:]:
+        chain = chain.when(condition.fill_null(False)).then(message)
+    return chain.otherwise(pl.lit("invalid record"))

@@ -1,0 +1,116 @@
+"""The event contract and the batch types that flow between steps.
+
+Every source decodes into one Polars schema, :data:`EVENT_SCHEMA`; every
+record that cannot be decoded becomes a row of :data:`DEAD_LETTER_SCHEMA`.
+Items on the hot path are batches (one frame per item), never single events:
+
+``RawBatch`` (bytes from one source partition)
+  -> ``EventBatch`` (decoded events of that partition, in partition order)
+  -> ``StampedBatch`` (the same events, each stamped with the watermark it met).
+
+Times are integer epoch milliseconds (UTC) inside the engine; outputs render
+them as ISO-8601 with ``Z``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import polars as pl
+
+EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
+EventType = pl.Enum(EVENT_TYPES)
+
+EVENT_SCHEMA = pl.Schema(
+    {
+        "event_id": pl.String,
+        "event_type": EventType,
+        "ts": pl.Int64,  # event time, epoch milliseconds UTC
+        "user_id": pl.String,
+        "session_id": pl.String,
+        "product_id": pl.String,
+        "category": pl.String,
+        "category_id": pl.String,
+        "brand": pl.String,
+        "price": pl.Float64,
+        "quantity": pl.Int64,
+    }
+)
+
+DEAD_LETTER_SCHEMA = pl.Schema(
+    {
+        "reason": pl.String,
+        "raw": pl.Binary,  # the record's bytes, unchanged
+        "source": pl.String,  # "path:line" or "topic/partition@offset"
+    }
+)
+
+# Watermark sentinels. Far from the Int64 limits so arithmetic never overflows.
+BEGINNING_OF_TIME = -(2**62)
+END_OF_TIME = 2**62
+
+RecordFormat = Literal["jsonl", "csv"]
+
+# Partition name of items that arrive without one (e.g. from a TestingSource).
+DEFAULT_PARTITION = "input"
+
+
+@dataclass(frozen=True)
+class RawBatch:
+    """Undecoded records read from one source partition, in partition order.
+
+    ``payload`` is either one chunk of whole lines (files, the simulator) or
+    a list of messages (one record each, e.g. from Kafka).
+    """
+
+    partition: str
+    payload: bytes | Sequence[bytes]
+    format: RecordFormat = "jsonl"
+    origin: str = DEFAULT_PARTITION
+    """Where the records came from, for dead letters: a path or topic/partition."""
+    first_line: int = 1
+    """Line number of the chunk's first line (chunks only)."""
+    offsets: Sequence[int] | None = None
+    """Position of each message (message lists only)."""
+    csv_header: tuple[str, ...] | None = None
+    last: bool = False
+    """True on the partition's final batch: it has ended and will send nothing more."""
+    read_at: float = field(default_factory=time.time)
+    """Wall-clock time the batch was read (seconds), for latency figures."""
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """Decoded events of one source partition, in partition order."""
+
+    partition: str
+    events: pl.DataFrame  # EVENT_SCHEMA
+    records: int  # input records this batch came from (events + dead letters)
+    last: bool = False
+    read_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class StampedBatch:
+    """Events stamped with event-time progress of their partition.
+
+    ``events`` has :data:`EVENT_SCHEMA` plus ``watermark`` (Int64): the
+    partition's watermark just before the event arrived. ``watermark`` (the
+    attribute) is the partition's watermark after the whole batch, or
+    :data:`END_OF_TIME` once the partition has ended.
+    """
+
+    partition: str
+    events: pl.DataFrame
+    watermark: int
+    read_at: float = 0.0
+
+
+def empty_events() -> pl.DataFrame:
+    return pl.DataFrame(schema=EVENT_SCHEMA)
+
+
+def empty_dead_letters() -> pl.DataFrame:
+    return pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
