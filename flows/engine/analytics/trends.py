@@ -1,0 +1,147 @@
+"""Purchase trends: per product and tumbling window, what shoppers did.
+
+In: events. Out, per (window, product) with at least one event: ``views``,
+``carts`` (add_to_cart), ``removes`` (remove_from_cart), ``purchases``,
+``units`` (sum of purchase quantities), ``revenue`` (sum of price x quantity
+over purchases; a purchase without a price adds 0), and a change indicator
+against the same product in the *immediately preceding* window:
+
+- ``revenue_change``: revenue minus the previous window's revenue (0 there
+  when the product had no events in it);
+- ``trend``: ``new`` when the product had no events in the preceding window,
+  else ``up``/``down``/``flat`` comparing (revenue, purchases, views) in that
+  order, so a product with views but no sales still trends.
+
+A product that goes quiet produces no row (the next row it gets is ``new``).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from bytewax.operators import StatefulBatchLogic
+
+from flows.engine.aggregate import WINDOW_START, ClosedWindows, WindowedAggregate
+from flows.engine.present import iso, money, to_micros
+from flows.engine.windows import TumblingWindow
+
+OUTPUT_SCHEMA = pl.Schema(
+    {
+        "window_start": pl.String,
+        "window_end": pl.String,
+        "product_id": pl.String,
+        "views": pl.Int64,
+        "carts": pl.Int64,
+        "removes": pl.Int64,
+        "purchases": pl.Int64,
+        "units": pl.Int64,
+        "revenue": pl.Float64,
+        "revenue_change": pl.Float64,
+        "trend": pl.String,
+    }
+)
+
+
+def trends_aggregate(window: TumblingWindow) -> WindowedAggregate:
+    """The per-product counters, as a windowed aggregate the engine runs."""
+    event_type = pl.col("event_type")
+    purchase = event_type == "purchase"
+    return WindowedAggregate(
+        name="trends",
+        keys=("product_id",),
+        window=window,
+        measures={
+            "views": event_type == "view",
+            "carts": event_type == "add_to_cart",
+            "removes": event_type == "remove_from_cart",
+            "purchases": purchase,
+            "units": pl.when(purchase).then(pl.col("quantity")).otherwise(0),
+            "revenue_micros": pl.when(purchase)
+            .then(to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity"))
+            .otherwise(0),
+        },
+    )
+
+
+def compare_with_previous(rows: pl.DataFrame, previous: pl.DataFrame, window_ms: int) -> pl.DataFrame:
+    """Add ``revenue_change_micros`` and ``trend`` to closed window rows.
+
+    ``previous`` holds the rows of the last window closed before ``rows``;
+    ``rows`` may span several consecutive windows (sorted by window).
+
+    >>> prev = pl.DataFrame({"window_start": [0], "product_id": ["a"], "views": [3],
+    ...     "purchases": [1], "revenue_micros": [5_000_000]})
+    >>> now = pl.DataFrame({"window_start": [60_000, 60_000], "product_id": ["a", "b"],
+    ...     "views": [1, 2], "purchases": [1, 0], "revenue_micros": [7_000_000, 0]})
+    >>> compare_with_previous(now, prev, 60_000).select("product_id", "revenue_change_micros", "trend").rows()
+    [('a', 2000000, 'up'), ('b', 0, 'new')]
+    """
+    shifted = pl.concat([previous.select(rows.columns), rows], how="vertical").select(
+        (pl.col(WINDOW_START) + window_ms).alias(WINDOW_START),
+        pl.col("product_id"),
+        pl.col("revenue_micros").alias("_prev_revenue"),
+        pl.col("purchases").alias("_prev_purchases"),
+        pl.col("views").alias("_prev_views"),
+    )
+    joined = rows.join(shifted, on=[WINDOW_START, "product_id"], how="left", maintain_order="left")
+    ordering = [("revenue_micros", "_prev_revenue"), ("purchases", "_prev_purchases"), ("views", "_prev_views")]
+    up, down = pl.lit(False), pl.lit(False)
+    for now_col, prev_col in reversed(ordering):
+        now, prev = pl.col(now_col), pl.col(prev_col)
+        up = (now > prev) | ((now == prev) & up)
+        down = (now < prev) | ((now == prev) & down)
+    trend = (
+        pl.when(pl.col("_prev_revenue").is_null())
+        .then(pl.lit("new"))
+        .when(up)
+        .then(pl.lit("up"))
+        .when(down)
+        .then(pl.lit("down"))
+        .otherwise(pl.lit("flat"))
+    )
+    return joined.with_columns(
+        (pl.col("revenue_micros") - pl.col("_prev_revenue").fill_null(0)).alias("revenue_change_micros"),
+        trend.alias("trend"),
+    ).drop("_prev_revenue", "_prev_purchases", "_prev_views")
+
+
+def present(rows: pl.DataFrame, window_ms: int) -> pl.DataFrame:
+    """Engine rows -> output rows (:data:`OUTPUT_SCHEMA`)."""
+    return rows.select(
+        iso(WINDOW_START).alias("window_start"),
+        iso(pl.col(WINDOW_START) + window_ms).alias("window_end"),
+        "product_id",
+        "views",
+        "carts",
+        "removes",
+        "purchases",
+        "units",
+        money("revenue_micros").alias("revenue"),
+        money("revenue_change_micros").alias("revenue_change"),
+        "trend",
+    )
+
+
+class TrendChange(StatefulBatchLogic[ClosedWindows, pl.DataFrame, pl.DataFrame]):
+    """Per shard: closed trend rows -> output rows with the change indicator.
+
+    Keeps only the rows of the last closed window (bounded by the shard's
+    products), since "previous" means the immediately preceding window.
+    """
+
+    def __init__(self, window_ms: int, resume: pl.DataFrame | None) -> None:
+        self.window_ms = window_ms
+        self.last = resume
+
+    def on_batch(self, values: list[ClosedWindows]) -> tuple[list[pl.DataFrame], bool]:
+        out = []
+        for closed in values:
+            rows = closed.rows
+            if not rows.height:
+                continue
+            previous = self.last if self.last is not None else rows.clear()
+            out.append(present(compare_with_previous(rows, previous, self.window_ms), self.window_ms))
+            self.last = rows.filter(pl.col(WINDOW_START) == rows[WINDOW_START].max())
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> pl.DataFrame | None:
+        return self.last

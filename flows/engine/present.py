@@ -1,0 +1,70 @@
+"""Rendering engine frames for outputs: ISO-8601 times, money, raw bytes.
+
+The engine keeps times as epoch milliseconds and money as integer
+micro-units (exact sums); outputs show ISO-8601 UTC with ``Z`` and decimal
+amounts. These helpers are the one place that conversion happens.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+MICROS = 1_000_000
+
+
+def iso(column: str | pl.Expr, *, millis: bool = False) -> pl.Expr:
+    """Epoch milliseconds -> ``2024-03-01T10:00:00Z`` (``.250Z`` with ``millis``).
+
+    >>> pl.select(iso(pl.lit(1709287200250), millis=True)).item()
+    '2024-03-01T10:00:00.250Z'
+    """
+    expr = pl.col(column) if isinstance(column, str) else column
+    fmt = "%Y-%m-%dT%H:%M:%S%.3fZ" if millis else "%Y-%m-%dT%H:%M:%SZ"
+    return pl.from_epoch(expr, time_unit="ms").dt.strftime(fmt)
+
+
+def money(column: str | pl.Expr) -> pl.Expr:
+    """Integer micro-units -> the nearest float to the decimal amount.
+
+    Polars' float division multiplies by the reciprocal, which is not
+    correctly rounded (330980000 / 1e6 gives 330.97999999999996); going
+    through a Decimal gives exactly what ``330980000 / 1e6`` gives in Python.
+
+    >>> pl.select(money(pl.lit(330_980_000))).item()
+    330.98
+    """
+    expr = pl.col(column) if isinstance(column, str) else column
+    return (expr.cast(pl.Decimal(38, 6)) / MICROS).cast(pl.Float64)
+
+
+def to_micros(price: pl.Expr) -> pl.Expr:
+    """A price as integer micro-units, so sums are exact in any order."""
+    return (price * MICROS).round().cast(pl.Int64)
+
+
+def late_rows(late: pl.DataFrame, partition: str, window_ms: int) -> pl.DataFrame:
+    """Late events as output rows: the event, its window and the watermark it missed."""
+    return late.select(
+        pl.col("event_id"),
+        pl.col("event_type").cast(pl.String),
+        iso("ts", millis=True).alias("ts"),
+        pl.col("user_id"),
+        pl.col("session_id"),
+        pl.col("product_id"),
+        pl.col("category"),
+        pl.col("brand"),
+        pl.col("price"),
+        pl.col("quantity"),
+        iso("window_start").alias("window_start"),
+        iso(pl.col("window_start") + window_ms).alias("window_end"),
+        iso("watermark", millis=True).alias("watermark"),
+        pl.lit(partition).alias("partition"),
+    )
+
+
+def dead_letter_rows(dead: pl.DataFrame) -> pl.DataFrame:
+    """Dead letters as output rows; ``raw`` as text (invalid UTF-8 bytes as ``\\xNN``)."""
+    raw = [value.decode("utf-8", "backslashreplace") for value in dead["raw"].to_list()]
+    return dead.select("reason").with_columns(
+        pl.Series("raw", raw, dtype=pl.String), dead["source"]
+    )
