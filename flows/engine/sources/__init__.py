@@ -1,0 +1,48 @@
+"""Sources: where raw batches come from (the simulator, files; Kafka later).
+
+:func:`open_source` builds the source the settings ask for; every source of
+ours also tells the flow all of its partitions (:func:`source_partitions`),
+which the watermark needs before any data arrives.
+"""
+
+from __future__ import annotations
+
+from bytewax.inputs import Source
+from bytewax.testing import TestingSource
+
+from flows.engine.config import Settings
+from flows.engine.errors import ConfigError
+from flows.engine.schema import DEFAULT_PARTITION
+from flows.engine.sources.files import FileSource, expand_inputs
+from flows.engine.sources.simulator import SimSource
+
+__all__ = ["FileSource", "SimSource", "open_source", "source_partitions"]
+
+
+def open_source(settings: Settings) -> Source:
+    """The source named by ``DMP_SOURCE``, validated (files exist, CSV headers fit)."""
+    if settings.source == "sim":
+        return SimSource(settings.sim)
+    if settings.source == "file":
+        return FileSource(expand_inputs(settings.input or ""), settings.input_format, settings.batch_bytes)
+    msg = f"DMP_SOURCE={settings.source!r}: unknown source"
+    raise ConfigError(msg)
+
+
+def source_partitions(source: Source) -> list[str]:
+    """Every partition name ``source`` will emit batches for.
+
+    Our sources list them; a ``TestingSource`` emits plain items, which
+    belong to the default partition. Any other source must be given its
+    partitions explicitly.
+    """
+    partitions = getattr(source, "partitions", None)
+    if callable(partitions):
+        return list(partitions())
+    if isinstance(source, TestingSource):
+        return [DEFAULT_PARTITION]
+    msg = (
+        f"cannot tell the partitions of {type(source).__name__}; pass partitions=[...] "
+        "naming every partition its batches come from"
+    )
+    raise ConfigError(msg)

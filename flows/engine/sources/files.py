@@ -1,0 +1,181 @@
+"""File source: JSON Lines and REES46-style CSV files, streamed in chunks.
+
+In: one or more paths (``.jsonl``/``.ndjson``/``.json``/``.csv``, optionally
+``.gz``). Out: :class:`RawBatch` items of whole lines, about ``batch_bytes``
+each, so a 5 GB file never sits in memory. Each file is one source
+partition (its name is the path); its position (byte offset and line
+number) is the partition's snapshot, so a resumed run re-reads nothing that
+was already snapshotted. A file's final batch has ``last=True``.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from flows.engine.config import InputFormat
+from flows.engine.decode import missing_csv_columns
+from flows.engine.errors import ConfigError, SourceError
+from flows.engine.schema import RawBatch, RecordFormat
+
+_JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
+
+
+def expand_inputs(spec: str) -> list[Path]:
+    """Paths matched by a comma-separated list of paths or globs, sorted, deduplicated.
+
+    Raises :class:`ConfigError` naming ``DMP_INPUT`` when a pattern matches nothing.
+    """
+    paths: list[Path] = []
+    for pattern in (part.strip() for part in spec.split(",")):
+        if not pattern:
+            continue
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        matches = [m for m in matches if Path(m).is_file()]
+        if not matches:
+            msg = f"DMP_INPUT={spec!r}: {pattern!r} matches no file"
+            raise ConfigError(msg)
+        paths.extend(Path(m) for m in matches)
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        msg = f"DMP_INPUT={spec!r}: no input files"
+        raise ConfigError(msg)
+    return unique
+
+
+def detect_format(path: Path, declared: InputFormat = "auto") -> RecordFormat:
+    if declared != "auto":
+        return declared
+    suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
+    if suffixes and suffixes[-1] == ".csv":
+        return "csv"
+    if suffixes and suffixes[-1] in _JSON_SUFFIXES:
+        return "jsonl"
+    msg = f"DMP_INPUT: cannot tell the format of {str(path)!r} from its name; set DMP_INPUT_FORMAT=jsonl or csv"
+    raise ConfigError(msg)
+
+
+def _open(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # noqa: SIM115
+
+
+def read_csv_header(path: Path) -> tuple[tuple[str, ...], int]:
+    """The header's column names and its length in bytes (with the newline)."""
+    with _open(path) as handle:
+        line = handle.readline()
+    names = tuple(name.strip().strip('"') for name in line.decode("utf-8-sig").rstrip("\r\n").split(","))
+    missing = missing_csv_columns(names)
+    if missing:
+        msg = f"DMP_INPUT: CSV file {str(path)!r} has no column {', '.join(missing)} (header: {', '.join(names)})"
+        raise ConfigError(msg)
+    return names, len(line)
+
+
+@dataclass(frozen=True)
+class FilePosition:
+    """Where a file partition resumes: the next byte and the next line's number."""
+
+    offset: int
+    line: int
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class _FileSpec:
+    path: Path
+    format: RecordFormat
+    header: tuple[str, ...] | None
+    header_bytes: int
+
+
+class FileSource(FixedPartitionedSource[RawBatch, FilePosition]):
+    """One partition per file; see the module docstring.
+
+    Every worker lists every file (they share a filesystem) and Bytewax
+    gives each file to one of them.
+    """
+
+    def __init__(self, paths: Sequence[Path | str], fmt: InputFormat = "auto", batch_bytes: int = 8 << 20):
+        self.batch_bytes = batch_bytes
+        self.specs: dict[str, _FileSpec] = {}
+        for path in map(Path, paths):
+            if not path.is_file():
+                msg = f"DMP_INPUT: {str(path)!r} is not a file"
+                raise ConfigError(msg)
+            record_format = detect_format(path, fmt)
+            header, header_bytes = read_csv_header(path) if record_format == "csv" else (None, 0)
+            self.specs[str(path)] = _FileSpec(path, record_format, header, header_bytes)
+
+    def partitions(self) -> list[str]:
+        """Every partition of this source, on every worker (the watermark needs them all)."""
+        return list(self.specs)
+
+    def list_parts(self) -> list[str]:
+        return self.partitions()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: FilePosition | None) -> FilePartition:
+        return FilePartition(for_part, self.specs[for_part], self.batch_bytes, resume_state)
+
+
+class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
+    def __init__(self, name: str, spec: _FileSpec, batch_bytes: int, resume: FilePosition | None):
+        self.name = name
+        self.spec = spec
+        self.batch_bytes = batch_bytes
+        start = FilePosition(spec.header_bytes, 2 if spec.header else 1)
+        self.position = resume if resume is not None else start
+        self.handle: BinaryIO | None = None
+        if not self.position.done:
+            try:
+                self.handle = _open(spec.path)
+                self.handle.seek(self.position.offset)
+            except OSError as ex:
+                msg = f"cannot read input file {str(spec.path)!r}: {ex}"
+                raise SourceError(msg) from ex
+        self.carry = b""
+
+    def next_batch(self) -> list[RawBatch]:
+        if self.position.done or self.handle is None:
+            raise StopIteration
+        buffer = self.carry
+        while True:
+            data = self.handle.read(self.batch_bytes)
+            if not data:
+                # End of file: whatever is left (a last line without a newline)
+                # is the final batch, which also tells the flow this partition ended.
+                self.carry = b""
+                batch = self._batch(buffer, last=True)
+                self.position = FilePosition(self.position.offset + len(buffer), self.position.line, done=True)
+                self.handle.close()
+                return [batch]
+            buffer += data
+            cut = buffer.rfind(b"\n")
+            if cut >= 0:
+                break
+        chunk, self.carry = buffer[: cut + 1], buffer[cut + 1 :]
+        batch = self._batch(chunk, last=False)
+        self.position = FilePosition(self.position.offset + len(chunk), self.position.line + chunk.count(b"\n"))
+        return [batch]
+
+    def _batch(self, chunk: bytes, *, last: bool) -> RawBatch:
+        return RawBatch(
+            partition=self.name,
+            payload=chunk,
+            format=self.spec.format,
+            origin=str(self.spec.path),
+            first_line=self.position.line,
+            csv_header=self.spec.header,
+            last=last,
+        )
+
+    def snapshot(self) -> FilePosition:
+        return self.position
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
