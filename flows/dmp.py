@@ -1,0 +1,84 @@
+"""The platform's main flow: purchase trends and a sales leaderboard.
+
+    python -m bytewax.run flows.dmp            # simulator in, ./out files out
+
+In: raw batches from the simulator, files (``DMP_SOURCE``) or any source
+given to :func:`build`. Out, one sink each: ``trends`` (per product and
+window), ``leaderboard`` (top N per window), ``late`` (events that missed
+their window) and ``dead_letters`` (records that could not be decoded),
+plus a run summary at the end of a bounded run. Configuration: ``DMP_*``
+variables (see the README); bad values stop it at start-up.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Sequence
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+
+from flows.engine.analytics.trends import TrendChange, trends_aggregate
+from flows.engine.config import Settings
+from flows.engine.errors import DmpError
+from flows.engine.operators import decode, leaderboard, stamp_event_time, summarize, window_aggregate
+from flows.engine.present import dead_letter_rows, late_rows
+from flows.engine.sinks import Outputs, file_outputs
+from flows.engine.sources import open_source, source_partitions
+from flows.engine.summary import Tally, product_sales
+from flows.engine.windows import TumblingWindow
+
+
+def build(
+    settings: Settings | None = None,
+    *,
+    source: Source | None = None,
+    partitions: Sequence[str] | None = None,
+    outputs: Outputs | None = None,
+) -> Dataflow:
+    """Build the flow; every argument defaults to what ``DMP_*`` settings say.
+
+    ``partitions`` names every partition ``source`` emits batches for (our
+    sources know theirs; a ``TestingSource`` of plain records needs none).
+    """
+    settings = settings if settings is not None else Settings.from_env()
+    source = source if source is not None else open_source(settings)
+    partitions = list(partitions) if partitions is not None else source_partitions(source)
+    outputs = outputs if outputs is not None else file_outputs(settings)
+    window_ms = settings.window_ms
+    trends_spec = trends_aggregate(TumblingWindow(window_ms))
+
+    flow = Dataflow("dmp")
+    raw = op.input("read", flow, source)  # RawBatch per source partition
+    decoded = decode("decode", raw)  # Decoded(events, dead_letters, tallies)
+    stamped = stamp_event_time("stamp_event_time", decoded.events, settings.allowed_lateness_ms)  # StampedBatch
+    windows = window_aggregate("trends_windows", stamped, trends_spec, partitions, settings.shards)  # (shard, ClosedWindows)
+    trends = op.stateful_batch("compare_with_previous_window", windows.closed, lambda s: TrendChange(window_ms, s))  # (shard, rows)
+    board = leaderboard("leaderboard", windows.closed, settings.top_n, settings.shards, window_ms)  # ("leaderboard", rows)
+    late = op.map("present_late", windows.late, lambda kv: (kv[0], late_rows(kv[1], kv[0], window_ms)))  # (partition, rows)
+    dead = op.map("present_dead_letters", decoded.dead_letters, lambda kv: (kv[0], dead_letter_rows(kv[1])))  # (partition, rows)
+
+    op.output("write_trends", trends, outputs.trends)
+    op.output("write_leaderboard", board, outputs.leaderboard)
+    op.output("write_late", late, outputs.late)
+    op.output("write_dead_letters", dead, outputs.dead_letters)
+
+    if outputs.summary is not None:
+        late_tally = op.map("tally_late", windows.late, lambda kv: Tally(late=kv[1].height))
+        sales_tally = op.map("tally_sales", windows.closed, lambda kv: Tally(products=product_sales(kv[1].rows)))
+        tallies = op.merge("tallies", decoded.tallies, late_tally, sales_tally)
+        op.output("write_summary", summarize("summarize", tallies, settings.top_n), outputs.summary)
+    return flow
+
+
+def __getattr__(name: str) -> Any:
+    # `python -m bytewax.run flows.dmp` asks for `flow`: build it from the
+    # environment then, not at import, and report bad settings plainly.
+    if name == "flow":
+        try:
+            return build()
+        except DmpError as ex:
+            print(f"dmp: {ex}", file=sys.stderr)
+            raise SystemExit(2) from None
+    raise AttributeError(name)

@@ -1,0 +1,148 @@
+"""Composite operators: the sub-graphs our flows are drawn with.
+
+Each is an ``@operator`` (step id first) over batches, returning a stream or
+a frozen dataclass of streams; errors and late data are streams too, never
+swallowed:
+
+- :func:`decode`: raw batches -> ``Decoded(events, dead_letters, tallies)``
+- :func:`stamp_event_time`: events -> events stamped with their partition's watermark
+- :func:`window_aggregate`: stamped events -> ``Windowed(closed, late)``
+- :func:`leaderboard`: closed windows of every shard -> global top N per window
+- :func:`summarize`: tallies -> one run summary at the end of input
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import bytewax.operators as op
+import polars as pl
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import KeyedStream
+
+from flows.engine.aggregate import ClosedWindows, WindowedAggregate, WindowShard, route
+from flows.engine.analytics.leaderboard import LeaderboardMerge, candidates
+from flows.engine.decode import decode_batch
+from flows.engine.schema import DEFAULT_PARTITION, EventBatch, RawBatch, StampedBatch
+from flows.engine.summary import RunSummary, Tally
+from flows.engine.watermark import PartitionWatermark
+
+
+def as_raw_batch(item: Any) -> RawBatch:
+    """Accept what a test or a foreign source may emit, as a batch.
+
+    A :class:`RawBatch` passes through; a single record (``bytes``, ``str``
+    or an event ``dict``) or a list of them becomes a batch of messages of
+    the default partition.
+    """
+    if isinstance(item, RawBatch):
+        return item
+    records = item if isinstance(item, (list, tuple)) else [item]
+    payload = [_record_bytes(record) for record in records]
+    return RawBatch(DEFAULT_PARTITION, payload, origin=DEFAULT_PARTITION)
+
+
+def _record_bytes(record: Any) -> bytes:
+    if isinstance(record, bytes):
+        return record
+    if isinstance(record, str):
+        return record.encode()
+    if isinstance(record, dict):
+        return json.dumps(record).encode()
+    msg = f"a source item must be a RawBatch, bytes, str, dict or a list of them; got {type(record).__name__}"
+    raise TypeError(msg)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    events: Stream[EventBatch]
+    """Decoded events of each source batch, in partition order."""
+    dead_letters: KeyedStream[pl.DataFrame]
+    """``DEAD_LETTER_SCHEMA`` frames keyed by partition (only non-empty ones)."""
+    tallies: Stream[Tally]
+    """Records / events / dead letters per batch, for reconciliation."""
+
+
+def _decode(item: Any) -> tuple[EventBatch, pl.DataFrame]:
+    raw = as_raw_batch(item)
+    result = decode_batch(raw)
+    events = EventBatch(raw.partition, result.events, result.records, raw.last, raw.read_at)
+    return events, result.dead_letters
+
+
+@operator
+def decode(step_id: str, up: Stream[Any]) -> Decoded:
+    """Decode raw batches into events; undecodable records become dead letters."""
+    decoded = op.map("decode_batch", up, _decode)
+    events = op.map("events", decoded, lambda pair: pair[0])
+    dead = op.filter_map(
+        "dead_letters", decoded, lambda pair: (pair[0].partition, pair[1]) if pair[1].height else None
+    )
+    tallies = op.map(
+        "tally",
+        decoded,
+        lambda pair: Tally(records=pair[0].records, events=pair[0].events.height, dead_letters=pair[1].height),
+    )
+    return Decoded(events, dead, tallies)
+
+
+@operator
+def stamp_event_time(step_id: str, up: Stream[EventBatch], lateness_ms: int) -> Stream[StampedBatch]:
+    """Stamp each event with the watermark of its partition just before it arrived."""
+    keyed = op.key_on("key_by_partition", up, lambda batch: batch.partition)
+    stamped = op.stateful_batch(
+        "partition_watermark", keyed, lambda resume: PartitionWatermark(lateness_ms, resume)
+    )
+    return op.key_rm("unkey", stamped)
+
+
+@dataclass(frozen=True)
+class Windowed:
+    closed: KeyedStream[ClosedWindows]
+    """Rows of closed windows, keyed by shard, each emitted once."""
+    late: KeyedStream[pl.DataFrame]
+    """Events late for their window (with ``window_start`` and ``watermark``), keyed by partition."""
+
+
+@operator
+def window_aggregate(
+    step_id: str,
+    up: Stream[StampedBatch],
+    spec: WindowedAggregate,
+    partitions: Sequence[str],
+    shards: int,
+) -> Windowed:
+    """Run a keyed tumbling-window aggregate over stamped events.
+
+    ``partitions`` must name every source partition: a window closes only
+    when all of them have passed its end (or ended).
+    """
+    declared = tuple(partitions)
+    routed = op.map("route", up, lambda batch: route(batch, spec, shards))
+    late = op.filter_map("late", routed, lambda r: (r.partition, r.late) if r.late.height else None)
+    updates = op.flat_map("to_shards", routed, lambda r: r.updates)
+    closed = op.stateful_batch(
+        "shard_windows", updates, lambda resume: WindowShard(spec, declared, shards, resume)
+    )
+    return Windowed(closed, late)
+
+
+@operator
+def leaderboard(
+    step_id: str, closed: KeyedStream[ClosedWindows], top_n: int, shards: int, window_ms: int
+) -> KeyedStream[pl.DataFrame]:
+    """Global top N per window from every shard's closed windows (one merger)."""
+    offers = op.map("shard_candidates", closed, lambda kv: ("leaderboard", candidates(kv[0], kv[1], top_n)))
+    return op.stateful_batch(
+        "merge_shards", offers, lambda resume: LeaderboardMerge(top_n, shards, window_ms, resume)
+    )
+
+
+@operator
+def summarize(step_id: str, tallies: Stream[Tally], top: int) -> Stream[dict]:
+    """Add up every tally; emit one summary dict when the input ends."""
+    keyed = op.key_on("one_key", tallies, lambda _: "summary")
+    summary = op.stateful_batch("run_summary", keyed, lambda resume: RunSummary(top, resume))
+    return op.key_rm("unkey", summary)
