@@ -19,15 +19,20 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 
+from flows.engine.analytics.leaderboard import leaderboard
 from flows.engine.analytics.trends import TrendChange, trends_aggregate
 from flows.engine.config import Settings
 from flows.engine.errors import DmpError
-from flows.engine.operators import decode, leaderboard, stamp_event_time, summarize, window_aggregate
+from flows.engine.operators import decode, decoder, stamp_event_time, summarize, window_aggregate
 from flows.engine.present import dead_letter_rows, late_rows
 from flows.engine.sinks import Outputs, file_outputs
 from flows.engine.sources import open_source, source_partitions
-from flows.engine.summary import Tally, product_sales
+from flows.engine.summary import Tally
 from flows.engine.windows import TumblingWindow
+
+
+# Optional event fields this flow uses besides the required ones (the rest are not parsed).
+EVENT_FIELDS = ("event_id",)
 
 
 def build(
@@ -43,19 +48,19 @@ def build(
     sources know theirs; a ``TestingSource`` of plain records needs none).
     """
     settings = settings if settings is not None else Settings.from_env()
-    source = source if source is not None else open_source(settings)
+    source = source if source is not None else open_source(settings, prepare=decoder(EVENT_FIELDS))
     partitions = list(partitions) if partitions is not None else source_partitions(source)
     outputs = outputs if outputs is not None else file_outputs(settings)
-    window_ms = settings.window_ms
+    window_ms, top_n = settings.window_ms, settings.top_n
     trends_spec = trends_aggregate(TumblingWindow(window_ms))
 
     flow = Dataflow("dmp")
     raw = op.input("read", flow, source)  # RawBatch per source partition
-    decoded = decode("decode", raw)  # Decoded(events, dead_letters, tallies)
+    decoded = decode("decode", raw, EVENT_FIELDS)  # Decoded(events, dead_letters, tallies)
     stamped = stamp_event_time("stamp_event_time", decoded.events, settings.allowed_lateness_ms)  # StampedBatch
-    windows = window_aggregate("trends_windows", stamped, trends_spec, partitions, settings.shards)  # (shard, ClosedWindows)
-    trends = op.stateful_batch("compare_with_previous_window", windows.closed, lambda s: TrendChange(window_ms, s))  # (shard, rows)
-    board = leaderboard("leaderboard", windows.closed, settings.top_n, settings.shards, window_ms)  # ("leaderboard", rows)
+    windows = window_aggregate("trends_windows", stamped, trends_spec, partitions, settings.shards)  # ("trends", ClosedWindows)
+    trends = op.stateful_batch("compare_with_previous_window", windows.complete, lambda s: TrendChange(window_ms, s))  # rows
+    board = op.map("rank_top_n", windows.complete, lambda kv: (kv[0], leaderboard(kv[1].rows, top_n, window_ms)))  # rows
     late = op.map("present_late", windows.late, lambda kv: (kv[0], late_rows(kv[1], kv[0], window_ms)))  # (partition, rows)
     dead = op.map("present_dead_letters", decoded.dead_letters, lambda kv: (kv[0], dead_letter_rows(kv[1])))  # (partition, rows)
 
@@ -66,7 +71,7 @@ def build(
 
     if outputs.summary is not None:
         late_tally = op.map("tally_late", windows.late, lambda kv: Tally(late=kv[1].height))
-        sales_tally = op.map("tally_sales", windows.closed, lambda kv: Tally(products=product_sales(kv[1].rows)))
+        sales_tally = op.map("tally_sales", windows.complete, lambda kv: Tally(sales=kv[1].rows))
         tallies = op.merge("tallies", decoded.tallies, late_tally, sales_tally)
         op.output("write_summary", summarize("summarize", tallies, settings.top_n), outputs.summary)
     return flow

@@ -9,9 +9,12 @@ this module does the rest:
    by (window, key) and send each shard its part plus the partition's
    watermark. Every shard hears every partition's watermark, in partition
    order, because the watermark travels in-band with the data.
-2. :class:`WindowShard` (a ``stateful_batch`` keyed by shard): merge partial
-   aggregates and close a window when the minimum watermark over all
-   declared partitions reaches its end, emitting its rows exactly once.
+2. :class:`WindowShard` (a ``stateful_batch`` keyed by shard, named by
+   :func:`~flows.engine.routing.balanced_keys` so shards spread evenly over
+   workers): merge partial aggregates and close a window when the minimum
+   watermark over all declared partitions reaches its end.
+3. :class:`WindowGather` (one key per analytic): once every shard has
+   closed a window, emit its rows from all shards, exactly once.
 
 Because a window closes only when every partition's watermark has passed
 its end, and an event joins a window only if its own partition's watermark
@@ -30,6 +33,7 @@ import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.errors import DmpError, StateError
+from flows.engine.routing import balanced_keys
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, StampedBatch
 from flows.engine.windows import TumblingWindow
 
@@ -53,7 +57,7 @@ class WindowedAggregate:
     ...     {"views": pl.col("event_type") == "view"})
     >>> events = pl.DataFrame({"ts": [1_000, 2_000, 61_000], "product_id": ["a", "a", "a"],
     ...     "event_type": ["view", "purchase", "view"]})
-    >>> views.partial(events.with_columns(window_start=views.window.start(pl.col("ts"))))
+    >>> views.partial(events.with_columns(window_start=views.window.start(pl.col("ts")))).sort("window_start")
     shape: (2, 3)
     ┌──────────────┬────────────┬───────┐
     │ window_start ┆ product_id ┆ views │
@@ -76,10 +80,8 @@ class WindowedAggregate:
 
     def partial(self, events: pl.DataFrame) -> pl.DataFrame:
         """Sum the measures of events (with ``window_start``) per window and key."""
-        return (
-            events.group_by(self.group)
-            .agg(expr.sum().cast(pl.Int64).alias(name) for name, expr in self.measures.items())
-            .sort(self.group)
+        return events.group_by(self.group).agg(
+            expr.sum().cast(pl.Int64).alias(name) for name, expr in self.measures.items()
         )
 
     def merge(self, partials: Sequence[pl.DataFrame]) -> pl.DataFrame:
@@ -146,6 +148,24 @@ def shard_of(frame: pl.DataFrame, keys: Sequence[str], shards: int) -> pl.Series
     return key_text.to_frame().join(lookup, on="_key", how="left", maintain_order="left")["_shard"]
 
 
+def split_closed(
+    rows: pl.DataFrame, window: TumblingWindow, until: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows of windows ending at or before ``until``, and the others.
+
+    Series masks and gathers rather than two ``filter`` calls: on the small
+    frames a shard closes, a frame filter costs ~130 us here, a gather ~40.
+    """
+    if not rows.height:
+        return rows, rows
+    closed = (rows[WINDOW_START] + window.size_ms) <= until
+    if closed.all():
+        return rows, rows.clear()
+    if not closed.any():
+        return rows.clear(), rows
+    return rows[closed.arg_true()], rows[(~closed).arg_true()]
+
+
 def split_late(events: pl.DataFrame, window: TumblingWindow) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Stamped events -> (on time, late), both with ``window_start``.
 
@@ -169,8 +189,8 @@ def route(batch: StampedBatch, spec: WindowedAggregate, shards: int) -> Routed:
             by_shard[int(number)] = part.drop("_shard")
     empty = spec.empty()
     updates = [
-        (str(number), ShardUpdate(batch.partition, by_shard.get(number, empty), batch.watermark, batch.read_at))
-        for number in range(shards)
+        (key, ShardUpdate(batch.partition, by_shard.get(number, empty), batch.watermark, batch.read_at))
+        for number, key in enumerate(balanced_keys(shards))
     ]
     return Routed(batch.partition, late, updates)
 
@@ -238,10 +258,9 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
                 self._compact()
             return []
         self._compact()
-        ends = self.spec.window.end(pl.col(WINDOW_START))
-        done = self.open.filter(ends <= until).sort(self.spec.group)
-        self.open = self.open.filter(ends > until)
+        done, self.open = split_closed(self.open, self.spec.window, until)
         self.closed_until = until
+        # Emitted even when empty: the gather step needs every shard's progress.
         return [ClosedWindows(done, until)]
 
     def _compact(self) -> None:
@@ -252,3 +271,60 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
     def snapshot(self) -> ShardState:
         self._compact()
         return ShardState(self.shards, dict(self.watermarks), self.open, self.closed_until)
+
+
+@dataclass
+class GatherState:
+    """Snapshot of a gather step: each shard's progress, rows not yet complete."""
+
+    progress: dict[str, int]
+    pending: pl.DataFrame | None
+    closed_until: int
+
+
+class WindowGather(StatefulBatchLogic[tuple[str, ClosedWindows], ClosedWindows, GatherState]):
+    """Assembles complete windows from what every shard closed; emits each once.
+
+    Runs under one key per analytic. A window is complete when every shard
+    has closed it (its progress is past the window's end); then its rows
+    from all shards go out together, sorted by window and key, in window
+    order. Analytics that finish windows (trend changes, rankings) work on
+    these, once per emission instead of once per shard.
+    """
+
+    def __init__(self, spec: WindowedAggregate, shards: int, resume: GatherState | None) -> None:
+        self.spec = spec
+        known = resume.progress if resume is not None else {}
+        self.progress = {key: known.get(key, BEGINNING_OF_TIME) for key in balanced_keys(shards)}
+        self.pending: list[pl.DataFrame] = [resume.pending] if resume is not None and resume.pending is not None else []
+        self.closed_until = resume.closed_until if resume is not None else BEGINNING_OF_TIME
+
+    def on_batch(self, values: list[tuple[str, ClosedWindows]]) -> tuple[list[ClosedWindows], bool]:
+        for shard, closed in values:
+            if shard not in self.progress:
+                msg = f"gather of {self.spec.name!r} got shard {shard!r}, not one of {sorted(self.progress)}"
+                raise DmpError(msg)
+            self.progress[shard] = max(self.progress[shard], closed.closed_until)
+            if closed.rows.height:
+                self.pending.append(closed.rows)
+        return self._emit(min(self.progress.values())), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[ClosedWindows], bool]:
+        # End of input: every shard has sent everything it will ever send.
+        return self._emit(END_OF_TIME), StatefulBatchLogic.RETAIN
+
+    def _emit(self, until: int) -> list[ClosedWindows]:
+        if until <= self.closed_until:
+            return []
+        self.closed_until = until
+        if not self.pending:
+            return []
+        rows = self.pending[0] if len(self.pending) == 1 else pl.concat(self.pending, how="vertical")
+        done, rest = split_closed(rows, self.spec.window, until)
+        self.pending = [rest] if rest.height else []
+        return [ClosedWindows(done.sort(self.spec.group), until)] if done.height else []
+
+    def snapshot(self) -> GatherState:
+        if len(self.pending) > 1:
+            self.pending = [pl.concat(self.pending, how="vertical")]
+        return GatherState(dict(self.progress), self.pending[0] if self.pending else None, self.closed_until)

@@ -6,8 +6,7 @@ swallowed:
 
 - :func:`decode`: raw batches -> ``Decoded(events, dead_letters, tallies)``
 - :func:`stamp_event_time`: events -> events stamped with their partition's watermark
-- :func:`window_aggregate`: stamped events -> ``Windowed(closed, late)``
-- :func:`leaderboard`: closed windows of every shard -> global top N per window
+- :func:`window_aggregate`: stamped events -> ``Windowed(complete, late)``
 - :func:`summarize`: tallies -> one run summary at the end of input
 """
 
@@ -15,15 +14,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import bytewax.operators as op
 import polars as pl
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream
 
-from flows.engine.aggregate import ClosedWindows, WindowedAggregate, WindowShard, route
-from flows.engine.analytics.leaderboard import LeaderboardMerge, candidates
+from flows.engine.aggregate import ClosedWindows, WindowedAggregate, WindowGather, WindowShard, route
 from flows.engine.decode import decode_batch
 from flows.engine.schema import DEFAULT_PARTITION, EventBatch, RawBatch, StampedBatch
 from flows.engine.summary import RunSummary, Tally
@@ -65,25 +63,49 @@ class Decoded:
     """Records / events / dead letters per batch, for reconciliation."""
 
 
-def _decode(item: Any) -> tuple[EventBatch, pl.DataFrame]:
-    raw = as_raw_batch(item)
-    result = decode_batch(raw)
-    events = EventBatch(raw.partition, result.events, result.records, raw.last, raw.read_at)
-    return events, result.dead_letters
+@dataclass(frozen=True)
+class DecodedBatch:
+    """One source batch, decoded: its events and its dead letters."""
+
+    events: EventBatch
+    dead_letters: pl.DataFrame
+
+
+def decoder(optional: Sequence[str] | None = None) -> Callable[[Any], DecodedBatch]:
+    """The decoding function of :func:`decode`, for sources that decode ahead.
+
+    Items that are already a :class:`DecodedBatch` pass through unchanged.
+    """
+    fields = tuple(optional) if optional is not None else None
+
+    def decode_item(item: Any) -> DecodedBatch:
+        if isinstance(item, DecodedBatch):
+            return item
+        raw = as_raw_batch(item)
+        result = decode_batch(raw, fields)
+        return DecodedBatch(EventBatch(raw.partition, result.events, result.records, raw.last, raw.read_at),
+                            result.dead_letters)
+
+    return decode_item
 
 
 @operator
-def decode(step_id: str, up: Stream[Any]) -> Decoded:
-    """Decode raw batches into events; undecodable records become dead letters."""
-    decoded = op.map("decode_batch", up, _decode)
-    events = op.map("events", decoded, lambda pair: pair[0])
+def decode(step_id: str, up: Stream[Any], optional: Sequence[str] | None = None) -> Decoded:
+    """Decode raw batches into events; undecodable records become dead letters.
+
+    ``optional`` names the optional event fields the flow uses (all by
+    default); fields nobody uses are not parsed at all. Batches a source
+    already decoded (read-ahead) pass straight through.
+    """
+    decoded = op.map("decode_batch", up, decoder(optional))
+    events = op.map("events", decoded, lambda d: d.events)
     dead = op.filter_map(
-        "dead_letters", decoded, lambda pair: (pair[0].partition, pair[1]) if pair[1].height else None
+        "dead_letters", decoded, lambda d: (d.events.partition, d.dead_letters) if d.dead_letters.height else None
     )
     tallies = op.map(
         "tally",
         decoded,
-        lambda pair: Tally(records=pair[0].records, events=pair[0].events.height, dead_letters=pair[1].height),
+        lambda d: Tally(records=d.events.records, events=d.events.events.height, dead_letters=d.dead_letters.height),
     )
     return Decoded(events, dead, tallies)
 
@@ -100,8 +122,8 @@ def stamp_event_time(step_id: str, up: Stream[EventBatch], lateness_ms: int) -> 
 
 @dataclass(frozen=True)
 class Windowed:
-    closed: KeyedStream[ClosedWindows]
-    """Rows of closed windows, keyed by shard, each emitted once."""
+    complete: KeyedStream[ClosedWindows]
+    """Rows of complete windows (all shards), in window order, each emitted once; keyed by analytic."""
     late: KeyedStream[pl.DataFrame]
     """Events late for their window (with ``window_start`` and ``watermark``), keyed by partition."""
 
@@ -116,8 +138,10 @@ def window_aggregate(
 ) -> Windowed:
     """Run a keyed tumbling-window aggregate over stamped events.
 
-    ``partitions`` must name every source partition: a window closes only
-    when all of them have passed its end (or ended).
+    Partial aggregates are merged in ``shards`` keyed states spread over the
+    workers; a window closes at a shard when the minimum watermark of all
+    ``partitions`` (every source partition must be named) passes its end,
+    and is emitted once every shard has closed it.
     """
     declared = tuple(partitions)
     routed = op.map("route", up, lambda batch: route(batch, spec, shards))
@@ -126,18 +150,9 @@ def window_aggregate(
     closed = op.stateful_batch(
         "shard_windows", updates, lambda resume: WindowShard(spec, declared, shards, resume)
     )
-    return Windowed(closed, late)
-
-
-@operator
-def leaderboard(
-    step_id: str, closed: KeyedStream[ClosedWindows], top_n: int, shards: int, window_ms: int
-) -> KeyedStream[pl.DataFrame]:
-    """Global top N per window from every shard's closed windows (one merger)."""
-    offers = op.map("shard_candidates", closed, lambda kv: ("leaderboard", candidates(kv[0], kv[1], top_n)))
-    return op.stateful_batch(
-        "merge_shards", offers, lambda resume: LeaderboardMerge(top_n, shards, window_ms, resume)
-    )
+    to_gather = op.map("to_gather", closed, lambda kv: (spec.name, kv))
+    complete = op.stateful_batch("gather_windows", to_gather, lambda resume: WindowGather(spec, shards, resume))
+    return Windowed(complete, late)
 
 
 @operator

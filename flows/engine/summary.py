@@ -30,16 +30,23 @@ class Tally:
     events: int = 0
     dead_letters: int = 0
     late: int = 0
-    products: pl.DataFrame | None = None  # product_id, revenue_micros, units, purchases
+    sales: pl.DataFrame | None = None
+    """Closed trend rows (any frame with product_id, revenue_micros, units, purchases)."""
 
 
-def product_sales(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per-product sales in closed trend rows (products with purchases only)."""
+def product_sales(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Per-product sales totals over trend rows (products with purchases only)."""
     return (
-        rows.filter(pl.col("purchases") > 0)
+        pl.concat([frame.lazy().select(_PRODUCT_COLUMNS) for frame in frames], how="vertical")
+        .filter(pl.col("purchases") > 0)
         .group_by("product_id")
         .agg(pl.col("revenue_micros", "units", "purchases").sum())
+        .collect()
     )
+
+
+# Fold pending sales rows into totals once this many have piled up.
+_FOLD_ROWS = 500_000
 
 
 @dataclass
@@ -52,32 +59,43 @@ class SummaryState:
 
 
 class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
-    """Adds up tallies; emits the summary when the input ends."""
+    """Adds up tallies; emits the summary when the input ends.
+
+    Sales rows are kept by reference and folded into per-product totals
+    only when many have piled up (and at the end), so a run pays for one
+    aggregation per half a million rows, not one per batch.
+    """
 
     def __init__(self, top: int, resume: SummaryState | None) -> None:
         self.top = top
         self.state = resume if resume is not None else SummaryState()
+        self.pending: list[pl.DataFrame] = []
+        self.pending_rows = 0
 
     def on_batch(self, values: list[Tally]) -> tuple[list[dict], bool]:
         state = self.state
-        frames = [state.products]
         for tally in values:
             state.records += tally.records
             state.events += tally.events
             state.dead_letters += tally.dead_letters
             state.late += tally.late
-            if tally.products is not None and tally.products.height:
-                frames.append(tally.products.select(_PRODUCT_COLUMNS))
-        if len(frames) > 1:
-            state.products = pl.concat(frames, how="vertical").group_by("product_id").agg(
-                pl.col("revenue_micros", "units", "purchases").sum()
-            )
+            if tally.sales is not None and tally.sales.height:
+                self.pending.append(tally.sales)
+                self.pending_rows += tally.sales.height
+        if self.pending_rows > _FOLD_ROWS:
+            self._fold()
         return [], StatefulBatchLogic.RETAIN
+
+    def _fold(self) -> None:
+        if self.pending:
+            self.state.products = product_sales([self.state.products, *self.pending])
+            self.pending, self.pending_rows = [], 0
 
     def on_eof(self) -> tuple[list[dict], bool]:
         return [self.summary()], StatefulBatchLogic.DISCARD
 
     def summary(self) -> dict[str, Any]:
+        self._fold()
         state = self.state
         top = state.products.sort(
             ["revenue_micros", "units", "product_id"], descending=[True, True, False]
@@ -102,6 +120,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
         }
 
     def snapshot(self) -> SummaryState:
+        self._fold()
         s = self.state
         return SummaryState(s.records, s.events, s.dead_letters, s.late, s.products)
 
