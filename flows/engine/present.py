@@ -42,19 +42,22 @@ def to_micros(price: pl.Expr) -> pl.Expr:
     return (price * MICROS).round().cast(pl.Int64)
 
 
+# Event fields shown with a late event, in this order, when the flow decoded them.
+_LATE_EVENT_COLUMNS = ("event_id", "event_type", "ts", "user_id", "session_id", "product_id", "category",
+                       "brand", "price", "quantity")
+
+
 def late_rows(late: pl.DataFrame, partition: str, window_ms: int) -> pl.DataFrame:
     """Late events as output rows: the event, its window and the watermark it missed."""
+    event = [
+        pl.col("event_type").cast(pl.String) if name == "event_type"
+        else iso("ts", millis=True).alias("ts") if name == "ts"
+        else pl.col(name)
+        for name in _LATE_EVENT_COLUMNS
+        if name in late.columns
+    ]
     return late.select(
-        pl.col("event_id"),
-        pl.col("event_type").cast(pl.String),
-        iso("ts", millis=True).alias("ts"),
-        pl.col("user_id"),
-        pl.col("session_id"),
-        pl.col("product_id"),
-        pl.col("category"),
-        pl.col("brand"),
-        pl.col("price"),
-        pl.col("quantity"),
+        *event,
         iso("window_start").alias("window_start"),
         iso(pl.col("window_start") + window_ms).alias("window_end"),
         iso("watermark", millis=True).alias("watermark"),

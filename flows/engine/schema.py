@@ -39,6 +39,23 @@ EVENT_SCHEMA = pl.Schema(
     }
 )
 
+# Every event has these (they are validated); the others are decoded only
+# when a flow asks for them (projection pushdown: parsing fewer string
+# columns is most of what makes decoding cheaper).
+REQUIRED_FIELDS = ("event_type", "ts", "user_id", "product_id", "price", "quantity")
+OPTIONAL_FIELDS = ("event_id", "session_id", "category", "category_id", "brand")
+
+
+def event_schema(optional: Sequence[str] | None = None) -> pl.Schema:
+    """``EVENT_SCHEMA`` restricted to the required fields plus ``optional`` ones (all by default)."""
+    wanted = set(REQUIRED_FIELDS) | set(OPTIONAL_FIELDS if optional is None else optional)
+    unknown = wanted - set(EVENT_SCHEMA.names())
+    if unknown:
+        msg = f"unknown event fields {sorted(unknown)}; known: {EVENT_SCHEMA.names()}"
+        raise ValueError(msg)
+    return pl.Schema({name: dtype for name, dtype in EVENT_SCHEMA.items() if name in wanted})
+
+
 DEAD_LETTER_SCHEMA = pl.Schema(
     {
         "reason": pl.String,
