@@ -155,12 +155,15 @@ class Settings:
     window_ms: int = 60_000
     allowed_lateness_ms: int = 30_000
     top_n: int = 10
-    shards: int = 16
-    batch_bytes: int = 8 << 20
+    shards: int = 8
+    batch_bytes: int = 16 << 20
+    read_ahead: int = 2
     summary: bool = True
     sim: SimSettings = field(default_factory=SimSettings)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.out_dir, Path):
+            object.__setattr__(self, "out_dir", Path(self.out_dir))
         _validate(self)
 
     @classmethod
@@ -214,7 +217,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DMP_INPUT_FORMAT", "input_format", _choice("auto", "jsonl", "csv"), "auto",
              "`auto` picks by extension (`.csv` vs `.jsonl`/`.ndjson`/`.json`)"),
     Variable("DMP_OUT_DIR", "out_dir", Path, "out",
-             "Directory of the file outputs, one sub-directory per stream; a fresh run replaces it"),
+             "Directory of the file outputs, one sub-directory per stream; a fresh run replaces the files it writes"),
     Variable("DMP_OUT_FORMAT", "out_format", _choice("jsonl", "parquet"), "jsonl",
              "File format of the outputs"),
     Variable("DMP_WINDOW", "window_ms", parse_duration_ms, "1m",
@@ -222,10 +225,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DMP_ALLOWED_LATENESS", "allowed_lateness_ms", parse_duration_ms, "30s",
              "How far behind its partition's newest event an event may be and still count"),
     Variable("DMP_TOP_N", "top_n", _int(1), "10", "Rows per window in the leaderboard"),
-    Variable("DMP_SHARDS", "shards", _int(1), "16",
+    Variable("DMP_SHARDS", "shards", _int(1), "8",
              "Keyed state shards spread over the workers; fixed for the life of a recovery store"),
-    Variable("DMP_BATCH_BYTES", "batch_bytes", _int(4096), str(8 << 20),
+    Variable("DMP_BATCH_BYTES", "batch_bytes", _int(4096), str(16 << 20),
              "Bytes read from a file per batch (whole lines)"),
+    Variable("DMP_READ_AHEAD", "read_ahead", _int(0), "2",
+             "Batches each source partition reads and decodes ahead on another thread; `0` disables"),
     Variable("DMP_SUMMARY", "summary", _bool, "true",
              "Print a run summary and write `summary.json` at the end of a bounded run"),
     Variable("DMP_SIM_EVENTS", "sim.events", _int(0), "300000",

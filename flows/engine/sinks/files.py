@@ -54,9 +54,9 @@ class _JsonLinesPart(StatefulSinkPartition[pl.DataFrame, int]):
             self.handle.seek(resume)
 
     def write_batch(self, values: list[pl.DataFrame]) -> None:
-        for frame in values:
-            if frame.height:
-                frame.write_ndjson(self.handle)
+        frames = [frame for frame in values if frame.height]
+        if frames:
+            pl.concat(frames, how="vertical_relaxed").write_ndjson(self.handle)
 
     def snapshot(self) -> int:
         self.handle.flush()
@@ -81,7 +81,7 @@ class _ParquetPart(StatefulSinkPartition[pl.DataFrame, int]):
         if not frames:
             return
         target = self.directory / f"{self.part}-{self.next_file:06d}.parquet"
-        pl.concat(frames, how="vertical").write_parquet(target)
+        pl.concat(frames, how="vertical_relaxed").write_parquet(target)
         self.next_file += 1
 
     def snapshot(self) -> int:

@@ -7,26 +7,38 @@ which the watermark needs before any data arrives.
 
 from __future__ import annotations
 
-from bytewax.inputs import Source
+from typing import Any, Callable
+
+from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.testing import TestingSource
 
 from flows.engine.config import Settings
 from flows.engine.errors import ConfigError
-from flows.engine.schema import DEFAULT_PARTITION
+from flows.engine.schema import DEFAULT_PARTITION, RawBatch
 from flows.engine.sources.files import FileSource, expand_inputs
+from flows.engine.sources.readahead import ReadAheadSource
 from flows.engine.sources.simulator import SimSource
 
-__all__ = ["FileSource", "SimSource", "open_source", "source_partitions"]
+__all__ = ["FileSource", "ReadAheadSource", "SimSource", "open_source", "source_partitions"]
 
 
-def open_source(settings: Settings) -> Source:
-    """The source named by ``DMP_SOURCE``, validated (files exist, CSV headers fit)."""
+def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = None) -> Source:
+    """The source named by ``DMP_SOURCE``, validated (files exist, CSV headers fit).
+
+    With ``prepare`` (the flow's decoder) and ``DMP_READ_AHEAD`` > 0, each
+    partition decodes its next batches on a background thread.
+    """
+    source: FixedPartitionedSource
     if settings.source == "sim":
-        return SimSource(settings.sim)
-    if settings.source == "file":
-        return FileSource(expand_inputs(settings.input or ""), settings.input_format, settings.batch_bytes)
-    msg = f"DMP_SOURCE={settings.source!r}: unknown source"
-    raise ConfigError(msg)
+        source = SimSource(settings.sim)
+    elif settings.source == "file":
+        source = FileSource(expand_inputs(settings.input or ""), settings.input_format, settings.batch_bytes)
+    else:
+        msg = f"DMP_SOURCE={settings.source!r}: unknown source"
+        raise ConfigError(msg)
+    if prepare is not None and settings.read_ahead > 0:
+        return ReadAheadSource(source, prepare, settings.read_ahead)
+    return source
 
 
 def source_partitions(source: Source) -> list[str]:

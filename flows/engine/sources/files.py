@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import Sequence
 
+import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from flows.engine.config import InputFormat
@@ -60,8 +62,10 @@ def detect_format(path: Path, declared: InputFormat = "auto") -> RecordFormat:
     raise ConfigError(msg)
 
 
-def _open(path: Path) -> BinaryIO:
-    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")  # noqa: SIM115
+def _open(path: Path) -> io.BufferedReader:
+    if path.suffix.lower() == ".gz":
+        return io.BufferedReader(gzip.open(path, "rb"))  # type: ignore[arg-type]
+    return open(path, "rb")  # noqa: SIM115 - closed by the partition
 
 
 def read_csv_header(path: Path) -> tuple[tuple[str, ...], int]:
@@ -129,7 +133,7 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         self.batch_bytes = batch_bytes
         start = FilePosition(spec.header_bytes, 2 if spec.header else 1)
         self.position = resume if resume is not None else start
-        self.handle: BinaryIO | None = None
+        self.handle: io.BufferedReader | None = None
         if not self.position.done:
             try:
                 self.handle = _open(spec.path)
@@ -137,29 +141,20 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
             except OSError as ex:
                 msg = f"cannot read input file {str(spec.path)!r}: {ex}"
                 raise SourceError(msg) from ex
-        self.carry = b""
 
     def next_batch(self) -> list[RawBatch]:
         if self.position.done or self.handle is None:
             raise StopIteration
-        buffer = self.carry
-        while True:
-            data = self.handle.read(self.batch_bytes)
-            if not data:
-                # End of file: whatever is left (a last line without a newline)
-                # is the final batch, which also tells the flow this partition ended.
-                self.carry = b""
-                batch = self._batch(buffer, last=True)
-                self.position = FilePosition(self.position.offset + len(buffer), self.position.line, done=True)
-                self.handle.close()
-                return [batch]
-            buffer += data
-            cut = buffer.rfind(b"\n")
-            if cut >= 0:
-                break
-        chunk, self.carry = buffer[: cut + 1], buffer[cut + 1 :]
-        batch = self._batch(chunk, last=False)
-        self.position = FilePosition(self.position.offset + len(chunk), self.position.line + chunk.count(b"\n"))
+        chunk = self.handle.read(self.batch_bytes)
+        if chunk and not chunk.endswith(b"\n"):
+            chunk += self.handle.readline()  # finish the last line: batches hold whole lines
+        at_end = not self.handle.peek(1)
+        # The file's final batch (possibly empty) tells the flow this partition ended.
+        batch = self._batch(chunk, last=at_end)
+        lines = int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == 10))  # 2x bytes.count
+        self.position = FilePosition(self.position.offset + len(chunk), self.position.line + lines, done=at_end)
+        if at_end:
+            self.handle.close()
         return [batch]
 
     def _batch(self, chunk: bytes, *, last: bool) -> RawBatch:
