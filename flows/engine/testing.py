@@ -1,0 +1,132 @@
+"""Helpers for testing flows with Bytewax's ``TestingSource`` / ``TestingSink``.
+
+In: records (event dicts, JSON strings or bytes) you want a flow to see.
+Out: the flow's output streams as Polars frames.
+
+>>> from bytewax.testing import TestingSource
+>>> from flows import dmp
+>>> from flows.engine.config import Settings
+>>> captured = CapturedOutputs()
+>>> events = [{"event_type": "purchase", "ts": "2024-03-01T10:00:05Z", "user_id": 1,
+...            "product_id": "p1", "price": 9.5}]
+>>> flow = dmp.build(Settings(window_ms=60_000), source=TestingSource(batches(events)),
+...                  partitions=["input"], outputs=captured.outputs())
+>>> run(flow)
+>>> captured.frame("leaderboard").select("window_start", "product_id", "revenue").rows()
+[('2024-03-01T10:00:00Z', 'p1', 9.5)]
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Mapping, Sequence
+
+import polars as pl
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, cluster_main, run_main
+
+from flows.engine.schema import DEFAULT_PARTITION, RawBatch
+from flows.engine.sinks import STREAMS, Outputs
+
+__all__ = ["CapturedOutputs", "batches", "interleave", "run"]
+
+
+class CapturedOutputs:
+    """A ``TestingSink`` per output stream (and the summary), read back as frames."""
+
+    def __init__(self, streams: Sequence[str] = STREAMS) -> None:
+        self.items: dict[str, list[Any]] = {name: [] for name in streams}
+        self.summaries: list[dict] = []
+
+    def outputs(self) -> Outputs:
+        return Outputs(**{name: TestingSink(items) for name, items in self.items.items()},
+                       summary=TestingSink(self.summaries))
+
+    def frame(self, stream: str) -> pl.DataFrame:
+        """Every row the stream emitted, in arrival order (empty frame if none)."""
+        frames = [value for _key, value in self.items[stream] if value.height]
+        return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+
+    def sorted_frame(self, stream: str, by: Sequence[str] | None = None) -> pl.DataFrame:
+        """The stream's rows in a canonical order, for comparisons across runs."""
+        frame = self.frame(stream)
+        return frame.sort(list(by) if by else frame.columns) if frame.height else frame
+
+    @property
+    def summary(self) -> dict | None:
+        return self.summaries[-1] if self.summaries else None
+
+
+def _bytes(record: Any) -> bytes:
+    if isinstance(record, bytes):
+        return record
+    if isinstance(record, str):
+        return record.encode()
+    return json.dumps(record).encode()
+
+
+def batches(
+    records: Iterable[Any],
+    *,
+    partition: str = DEFAULT_PARTITION,
+    size: int = 1000,
+    sizes: Sequence[int] | None = None,
+    as_lines: bool = False,
+    last: bool = True,
+) -> list[RawBatch]:
+    """Split records into the raw batches one source partition would emit.
+
+    ``sizes`` gives each batch's length (the rest go in a final batch);
+    otherwise batches hold ``size`` records. ``as_lines`` makes JSON Lines
+    chunks instead of message lists. ``last`` marks the final batch as the
+    end of the partition.
+    """
+    encoded = [_bytes(record) for record in records]
+    cuts: list[int] = []
+    position = 0
+    for length in sizes if sizes is not None else []:
+        position = min(len(encoded), position + max(0, length))
+        cuts.append(position)
+    if sizes is None:
+        cuts = list(range(size, len(encoded), size))
+    bounds = [0, *[c for c in cuts if 0 < c < len(encoded)], len(encoded)]
+    out: list[RawBatch] = []
+    line = 1
+    for start, end in zip(bounds, bounds[1:]):
+        chunk = encoded[start:end]
+        payload: bytes | list[bytes] = b"".join(r + b"\n" for r in chunk) if as_lines else chunk
+        out.append(
+            RawBatch(partition, payload, origin=partition, first_line=line, offsets=None if as_lines else list(range(start, end)))
+        )
+        line += len(chunk)
+    if not out:
+        out.append(RawBatch(partition, [], origin=partition))
+    if last:
+        final = out[-1]
+        out[-1] = RawBatch(final.partition, final.payload, final.format, final.origin, final.first_line,
+                           final.offsets, final.csv_header, last=True)
+    return out
+
+
+def interleave(per_partition: Mapping[str, Sequence[RawBatch]], order: Sequence[str]) -> list[RawBatch]:
+    """Merge partitions' batch lists, taking the next batch of ``order[i]`` at step i.
+
+    Each partition keeps its own order; ``order`` names a partition once per
+    batch it has (extra or missing names are tolerated: leftovers go last).
+    """
+    queues = {name: list(items) for name, items in per_partition.items()}
+    merged: list[RawBatch] = []
+    for name in order:
+        if queues.get(name):
+            merged.append(queues[name].pop(0))
+    for items in queues.values():
+        merged.extend(items)
+    return merged
+
+
+def run(flow: Dataflow, workers: int = 1, **kwargs: Any) -> None:
+    """Run a flow to completion in this process, with ``workers`` worker threads."""
+    if workers == 1:
+        run_main(flow, **kwargs)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers, **kwargs)

@@ -1,0 +1,117 @@
+"""`python -m bytewax.run flows.dmp` as users run it: one worker, several, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "rees46-2019-oct-sample.csv"
+STREAMS = ("trends", "leaderboard", "late", "dead_letters")
+SMALL_SIM = {"DMP_SIM_EVENTS": "30000", "DMP_SIM_MALFORMED_RATE": "0.002", "DMP_SIM_STRAGGLER_RATE": "0.002"}
+
+pytestmark = pytest.mark.slow
+
+
+def env(**settings: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DMP_", "BYTEWAX_"))}
+    return {**clean, **settings}
+
+
+def bytewax_run(*args: str, settings: dict[str, str], timeout: int = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "flows.dmp", *args],
+        cwd=ROOT, env=env(**settings), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def outputs(out_dir: Path) -> dict[str, pl.DataFrame]:
+    frames = {}
+    for stream in STREAMS:
+        files = sorted((out_dir / stream).glob("*.jsonl"))
+        rows = [pl.read_ndjson(f) for f in files if f.stat().st_size]
+        frame = pl.concat(rows) if rows else pl.DataFrame()
+        frames[stream] = frame.sort(frame.columns) if frame.height else frame
+    return frames
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("one")
+    return bytewax_run(settings={**SMALL_SIM, "DMP_OUT_DIR": str(out)}), out
+
+
+def test_the_default_job_runs_and_prints_a_reconciled_summary(one_worker):
+    done, out = one_worker
+    assert done.returncode == 0, done.stderr
+    assert "dmp run summary" in done.stdout and "reconciled       yes" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["records"] == 30_000 and summary["reconciled"]
+    assert summary["dead_letters"] > 0 and summary["late"] > 0
+    frames = outputs(out)
+    assert all(frames[s].height for s in STREAMS)
+    assert frames["dead_letters"].height == summary["dead_letters"]
+    assert frames["late"].height == summary["late"]
+
+
+def test_two_workers_give_the_same_outputs(one_worker, tmp_path):
+    done = bytewax_run("-w", "2", settings={**SMALL_SIM, "DMP_OUT_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    expected = outputs(one_worker[1])
+    for stream, frame in outputs(tmp_path).items():
+        assert_frame_equal(frame, expected[stream])
+
+
+def test_two_processes_give_the_same_outputs(one_worker, tmp_path):
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    settings = env(**SMALL_SIM, DMP_OUT_DIR=str(tmp_path))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "flows.dmp", "-i", str(i), "-a", addresses],
+            cwd=ROOT, env=settings, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    results = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert sum("dmp run summary" in stdout for stdout, _ in results) == 1  # printed once, by one process
+    expected = outputs(one_worker[1])
+    for stream, frame in outputs(tmp_path).items():
+        assert_frame_equal(frame, expected[stream])
+
+
+def test_the_rees46_sample_file_runs_with_zero_dead_letters(tmp_path):
+    done = bytewax_run(settings={"DMP_SOURCE": "file", "DMP_INPUT": str(DATA), "DMP_OUT_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["records"], summary["events"], summary["dead_letters"]) == (1000, 1000, 0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"DMP_WINDOW": "soon"}, "DMP_WINDOW='soon'"),
+        ({"DMP_SOURCE": "file"}, "DMP_INPUT"),
+        ({"DMP_SOURCE": "file", "DMP_INPUT": "/nonexistent/*.jsonl"}, "DMP_INPUT"),
+        ({"DMP_TOPN": "3"}, "did you mean DMP_TOP_N"),
+    ],
+)
+def test_bad_configuration_fails_at_start_up_naming_the_setting(settings, message, tmp_path):
+    done = bytewax_run(settings={**settings, "DMP_OUT_DIR": str(tmp_path)}, timeout=60)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

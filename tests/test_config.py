@@ -1,0 +1,100 @@
+"""Settings: defaults, parsing, and start-up errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.engine.config import VARIABLES, Settings, markdown_table, parse_duration_ms
+from flows.engine.errors import ConfigError
+
+
+def test_no_configuration_runs_the_simulator_into_out():
+    settings = Settings.from_env({})
+    assert (settings.source, settings.out_dir, settings.window_ms, settings.top_n) == ("sim", Path("out"), 60_000, 10)
+
+
+def test_every_variable_is_read():
+    env = {
+        "DMP_SOURCE": "file",
+        "DMP_INPUT": "data/*.jsonl",
+        "DMP_INPUT_FORMAT": "csv",
+        "DMP_OUT_DIR": "/tmp/x",
+        "DMP_OUT_FORMAT": "parquet",
+        "DMP_WINDOW": "5m",
+        "DMP_ALLOWED_LATENESS": "1m30s",
+        "DMP_TOP_N": "3",
+        "DMP_SHARDS": "4",
+        "DMP_BATCH_BYTES": "65536",
+        "DMP_READ_AHEAD": "0",
+        "DMP_SUMMARY": "false",
+        "DMP_SIM_EVENTS": "1000",
+        "DMP_SIM_SEED": "7",
+        "DMP_SIM_PARTITIONS": "2",
+        "DMP_SIM_USERS": "10",
+        "DMP_SIM_PRODUCTS": "5",
+        "DMP_SIM_EVENTS_PER_SECOND": "12.5",
+        "DMP_SIM_START": "2024-05-01T00:00:00+02:00",
+        "DMP_SIM_SPEED": "1",
+        "DMP_SIM_DISORDER": "3s",
+        "DMP_SIM_STRAGGLER_RATE": "0",
+        "DMP_SIM_MALFORMED_RATE": "0.01",
+    }
+    assert {v.name for v in VARIABLES} == set(env)
+    s = Settings.from_env(env)
+    assert (s.source, s.input, s.input_format, s.out_dir, s.out_format) == (
+        "file", "data/*.jsonl", "csv", Path("/tmp/x"), "parquet")
+    assert (s.window_ms, s.allowed_lateness_ms, s.top_n, s.shards, s.batch_bytes, s.read_ahead, s.summary) == (
+        300_000, 90_000, 3, 4, 65_536, 0, False)
+    sim = s.sim
+    assert (sim.events, sim.seed, sim.partitions, sim.users, sim.products) == (1000, 7, 2, 10, 5)
+    assert (sim.events_per_second, sim.start_ms, sim.speed, sim.disorder_ms) == (12.5, 1_714_514_400_000, 1.0, 3_000)
+    assert (sim.straggler_rate, sim.malformed_rate) == (0.0, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"DMP_WINDOW": "5 minutes"}, "DMP_WINDOW"),
+        ({"DMP_WINDOW": "1500ms"}, "DMP_WINDOW"),  # windows are whole seconds
+        ({"DMP_WINDOW": "0"}, "DMP_WINDOW"),
+        ({"DMP_ALLOWED_LATENESS": "-1s"}, "DMP_ALLOWED_LATENESS"),
+        ({"DMP_TOP_N": "0"}, "DMP_TOP_N"),
+        ({"DMP_TOP_N": "ten"}, "DMP_TOP_N"),
+        ({"DMP_SOURCE": "kafka2"}, "DMP_SOURCE"),
+        ({"DMP_SOURCE": "file"}, "DMP_INPUT"),  # file needs an input
+        ({"DMP_OUT_FORMAT": "csv"}, "DMP_OUT_FORMAT"),
+        ({"DMP_SUMMARY": "maybe"}, "DMP_SUMMARY"),
+        ({"DMP_SIM_MALFORMED_RATE": "2"}, "DMP_SIM_MALFORMED_RATE"),
+        ({"DMP_SIM_START": "yesterday"}, "DMP_SIM_START"),
+        ({"DMP_SIM_USERS": "2", "DMP_SIM_PARTITIONS": "4"}, "DMP_SIM_USERS"),
+        ({"DMP_SIM_EVENTS_PER_SECOND": "0"}, "DMP_SIM_EVENTS_PER_SECOND"),
+    ],
+)
+def test_a_bad_value_stops_start_up_with_a_message_naming_the_variable(env, named):
+    with pytest.raises(ConfigError, match=named):
+        Settings.from_env(env)
+
+
+def test_an_unknown_dmp_variable_is_an_error_with_a_suggestion():
+    with pytest.raises(ConfigError, match="DMP_WINDOWS is not a known setting; did you mean DMP_WINDOW"):
+        Settings.from_env({"DMP_WINDOWS": "5m"})
+
+
+def test_other_variables_are_ignored():
+    assert Settings.from_env({"BYTEWAX_WORKERS_PER_PROCESS": "2", "HOME": "/root"}).source == "sim"
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"), [("0", 0), ("500ms", 500), ("30s", 30_000), ("1m", 60_000), ("1h30m", 5_400_000), ("2d", 172_800_000)]
+)
+def test_durations(text, ms):
+    assert parse_duration_ms(text) == ms
+
+
+def test_the_readme_table_lists_every_variable():
+    table = markdown_table()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert table in readme, "regenerate it: python -m flows.engine.config"
+    assert all(f"`{v.name}`" in table for v in VARIABLES)

@@ -1,0 +1,225 @@
+"""Decoding: the event contract, dead letters with reasons, batch independence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from flows.engine.decode import decode_batch, missing_csv_columns
+from flows.engine.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, RawBatch
+from flows.engine.timeparse import parse_event_time
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rees46-2019-oct-sample.csv"
+REES46_HEADER = ("event_time", "event_type", "product_id", "category_id", "category_code", "brand", "price",
+                 "user_id", "user_session")
+T0 = 1_709_287_200_000  # 2024-03-01T10:00:00Z
+
+
+def jsonl(*records: dict | str | bytes) -> bytes:
+    lines = [r if isinstance(r, bytes) else (r if isinstance(r, str) else json.dumps(r)).encode() for r in records]
+    return b"\n".join(lines) + b"\n"
+
+
+def decode_lines(*records: dict | str | bytes):
+    return decode_batch(RawBatch("p", jsonl(*records), origin="events.jsonl"))
+
+
+VALID = {"event_type": "view", "ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": 2}
+
+
+# -- the contract ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        "2024-03-01T10:00:00Z",
+        "2024-03-01T10:00:00.000Z",
+        "2024-03-01T18:00:00+08:00",
+        "2024-03-01T05:30:00-04:30",
+        "2024-03-01T10:00:00",
+        "2024-03-01 10:00:00",
+        "2024-03-01 10:00:00 UTC",
+        "2024-03-01T10:00:00.000000+00:00",
+        T0,
+        str(T0),
+    ],
+)
+def test_every_accepted_time_form_means_the_same_instant(ts):
+    assert decode_lines({**VALID, "ts": ts}).events["ts"].to_list() == [T0]
+
+
+def test_fractions_of_seconds_are_kept_to_the_millisecond():
+    values = pl.Series(["2024-03-01T10:00:00.5Z", "2024-03-01T10:00:00.123456Z", "2024-03-01 10:00:00.250 UTC"])
+    assert parse_event_time(values).to_list() == [T0 + 500, T0 + 123, T0 + 250]
+
+
+def test_ids_arrive_as_numbers_or_strings_and_stay_strings():
+    events = decode_lines({**VALID, "user_id": 42, "product_id": "sku-9"}, {**VALID, "user_id": "42"}).events
+    assert events["user_id"].to_list() == ["42", "42"]
+    assert events["product_id"].to_list() == ["sku-9", "2"]
+    assert events.schema == EVENT_SCHEMA
+
+
+def test_a_decoded_event_has_every_field_of_the_contract():
+    record = {"event_id": "e1", "event_type": "purchase", "ts": T0, "user_id": 7, "session_id": "s",
+              "product_id": 9, "category": "kids.toys", "category_id": "2053013552326770008",
+              "brand": "lego", "price": 19.99, "quantity": 2}
+    expected = pl.DataFrame([{**record, "user_id": "7", "product_id": "9"}], schema=EVENT_SCHEMA)
+    assert_frame_equal(decode_lines(record).events, expected)
+
+
+def test_the_minimal_purchase_message_is_a_priceless_purchase():
+    events = decode_lines({"user_id": 1, "product_id": 1001, "purchase_time": "2021-03-01 10:00:00"}).events
+    row = events.row(0, named=True)
+    assert (row["event_type"], row["ts"], row["price"], row["quantity"]) == ("purchase", 1_614_592_800_000, None, 1)
+
+
+def test_cart_is_an_alias_of_add_to_cart_and_quantity_defaults_to_one():
+    events = decode_lines({**VALID, "event_type": "cart"}).events
+    assert events.select("event_type", "quantity").row(0) == ("add_to_cart", 1)
+
+
+def test_empty_optional_strings_are_null():
+    events = decode_lines({**VALID, "brand": "", "category": "", "session_id": ""}).events
+    assert events.select("brand", "category", "session_id").row(0) == (None, None, None)
+
+
+# -- dead letters --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (b"hello", "invalid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": 2, "event_type": "view"',
+         "invalid JSON"),
+        (b'{"ts": "\xff\xfe"}', "not valid UTF-8"),
+        ({**VALID, "ts": None}, "missing ts"),
+        ({k: v for k, v in VALID.items() if k != "ts"}, "missing ts"),
+        ({**VALID, "ts": "next tuesday"}, "unparseable ts 'next tuesday'"),
+        ({**VALID, "ts": "2024-02-30T10:00:00Z"}, "unparseable ts"),
+        ({k: v for k, v in VALID.items() if k != "user_id"}, "missing user_id"),
+        ({**VALID, "product_id": ""}, "missing product_id"),
+        ({k: v for k, v in VALID.items() if k != "event_type"}, "missing event_type"),
+        ({**VALID, "event_type": "click"}, "unknown event_type 'click'"),
+        ({**VALID, "price": -0.01}, "negative price: -0.01"),
+        ({**VALID, "price": "cheap"}, "price is not a finite number: 'cheap'"),
+        ({**VALID, "price": "NaN"}, "price is not a finite number"),
+        ({**VALID, "quantity": 0}, "non-positive quantity: 0"),
+        ({**VALID, "quantity": -2}, "non-positive quantity: -2"),
+        ({**VALID, "quantity": 1.5}, "quantity is not an integer: '1.5'"),
+    ],
+)
+def test_a_record_that_cannot_be_decoded_becomes_a_dead_letter_with_its_reason(record, reason):
+    result = decode_lines(VALID, record, VALID)
+    assert result.events.height == 2
+    assert result.dead_letters.height == 1
+    letter = result.dead_letters.row(0, named=True)
+    assert letter["reason"].startswith(reason)
+    expected_raw = record if isinstance(record, bytes) else json.dumps(record).encode()
+    assert letter["raw"] == expected_raw  # the bytes, unchanged
+    assert letter["source"] == "events.jsonl:2"
+
+
+def test_dead_letters_name_file_lines_counting_blank_lines():
+    chunk = b"\n" + jsonl(VALID) + b"\n  \n" + b"oops\n"
+    result = decode_batch(RawBatch("p", chunk, origin="in.jsonl", first_line=100))
+    assert result.dead_letters["source"].to_list() == ["in.jsonl:104"]
+    assert result.records == 2  # blank lines are not records
+
+
+def test_dead_letters_of_messages_name_their_offsets_and_empty_messages_count():
+    raw = RawBatch("t", [json.dumps(VALID).encode(), b"", b"nope"], origin="events/3", offsets=[40, 41, 42])
+    result = decode_batch(raw)
+    letters = result.dead_letters
+    assert letters["source"].to_list() == ["events/3@41", "events/3@42"]
+    assert letters["reason"][0] == "empty record"
+    assert letters["reason"][1].startswith("invalid JSON")
+    assert result.records == 3
+
+
+def test_a_message_with_newlines_inside_is_one_record():
+    pretty = json.dumps(VALID, indent=2).encode()
+    result = decode_batch(RawBatch("t", [pretty, pretty], origin="t/0"))
+    assert (result.events.height, result.dead_letters.height) == (2, 0)
+
+
+def test_nothing_is_lost_in_a_batch_full_of_bad_records():
+    records = [b"x" * n for n in range(1, 50)] + [json.dumps(VALID).encode()] * 5
+    result = decode_batch(RawBatch("t", records, origin="t/0"))
+    assert (result.events.height, result.dead_letters.height) == (5, 49)
+    assert result.dead_letters.schema == DEAD_LETTER_SCHEMA
+
+
+# -- batch independence ----------------------------------------------------------------
+
+RECORDS = [
+    VALID,
+    {**VALID, "ts": 1_709_287_201_000, "price": 3.5},
+    {**VALID, "event_type": "purchase", "quantity": 2, "price": 10},
+    {**VALID, "event_type": "bogus"},
+    b"{broken",
+    b"\xff",
+    {**VALID, "price": -1},
+    {"user_id": 1, "product_id": 1001, "purchase_time": "2021-03-01 10:00:00"},
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(RECORDS), max_size=30), st.lists(st.integers(1, 8), max_size=10))
+def test_a_record_decodes_the_same_whatever_batch_it_is_in(records, cuts):
+    whole = decode_batch(RawBatch("p", jsonl(*records) if records else b"", origin="f"))
+    pieces, start = [], 0
+    for size in [*cuts, len(records)]:
+        part = records[start : start + size]
+        if part:
+            pieces.append(decode_batch(RawBatch("p", jsonl(*part), origin="f", first_line=start + 1)))
+        start += size
+        if start >= len(records):
+            break
+    assert sum(p.records for p in pieces) == len(records) == whole.records
+    if pieces:
+        assert_frame_equal(pl.concat([p.events for p in pieces]), whole.events)
+        assert_frame_equal(pl.concat([p.dead_letters for p in pieces]), whole.dead_letters)
+
+
+# -- REES46 CSV ------------------------------------------------------------------------
+
+
+def rees46_batch(body: bytes, first_line: int = 2) -> RawBatch:
+    return RawBatch("rees", body, format="csv", csv_header=REES46_HEADER, origin="rees.csv", first_line=first_line)
+
+
+def test_the_rees46_sample_ingests_with_zero_dead_letters():
+    header, _, body = DATA.read_bytes().partition(b"\n")
+    assert tuple(header.decode().split(",")) == REES46_HEADER
+    result = decode_batch(rees46_batch(body))
+    assert (result.events.height, result.dead_letters.height) == (1000, 0)
+    counts = dict(result.events["event_type"].cast(pl.String).value_counts().iter_rows())
+    assert counts == {"view": 987, "add_to_cart": 3, "purchase": 10}
+    first = result.events.row(0, named=True)
+    assert first["ts"] == 1_569_888_000_000  # 2019-10-01 00:00:00 UTC
+    assert first["category_id"] == "2103807459595387724"  # beyond 2**53, kept exact
+    assert first["category"] is None and first["brand"] == "shiseido"
+    assert first["session_id"] == "72d76fde-8bb3-4e00-8c23-a032dfed738c"
+
+
+def test_csv_lines_with_the_wrong_number_of_fields_are_dead_letters_wherever_they_are():
+    good = b"2019-10-01 00:00:00 UTC,view,1,2,,b,1.00,3,s\n"
+    short = b"2019-10-01 00:00:00 UTC,view,1,2,,b,1.00,3\n"
+    for body in (short + good, good + short, good + short + good):
+        result = decode_batch(rees46_batch(body))
+        assert result.dead_letters["reason"].to_list() == ["malformed CSV (8 fields, the header has 9)"]
+
+
+def test_a_csv_header_must_name_the_required_columns():
+    assert missing_csv_columns(REES46_HEADER) == []
+    assert sorted(missing_csv_columns(("event_time", "event_type", "price"))) == ["product_id", "user_id"]
