@@ -14,7 +14,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "rees46-2019-oct-sample.csv"
+DATA = ROOT / "tests" / "data" / "rees46-2019-oct-sample.csv"
 STREAMS = ("trends", "leaderboard", "late", "dead_letters")
 SMALL_SIM = {"DMP_SIM_EVENTS": "30000", "DMP_SIM_MALFORMED_RATE": "0.002", "DMP_SIM_STRAGGLER_RATE": "0.002"}
 

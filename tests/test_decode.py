@@ -15,7 +15,7 @@ from flows.engine.decode import decode_batch, missing_csv_columns
 from flows.engine.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, RawBatch
 from flows.engine.timeparse import parse_event_time
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rees46-2019-oct-sample.csv"
+DATA = Path(__file__).resolve().parent / "data" / "rees46-2019-oct-sample.csv"
 REES46_HEADER = ("event_time", "event_type", "product_id", "category_id", "category_code", "brand", "price",
                  "user_id", "user_session")
 T0 = 1_709_287_200_000  # 2024-03-01T10:00:00Z

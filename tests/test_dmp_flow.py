@@ -14,7 +14,7 @@ from flows.engine.config import Settings
 from flows.engine.sources import FileSource
 from flows.engine.testing import CapturedOutputs, batches, interleave, run
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rees46-2019-oct-sample.csv"
+DATA = Path(__file__).resolve().parent / "data" / "rees46-2019-oct-sample.csv"
 SETTINGS = Settings(window_ms=60_000, allowed_lateness_ms=10_000, top_n=2, shards=4)
 
 

@@ -18,7 +18,7 @@ from flows.engine.sources import FileSource, ReadAheadSource, SimSource, open_so
 from flows.engine.sources.files import expand_inputs
 from flows.engine.sources.simulator import daily_cycle, make_catalog
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rees46-2019-oct-sample.csv"
+DATA = Path(__file__).resolve().parent / "data" / "rees46-2019-oct-sample.csv"
 
 
 def drain(part, limit: int | None = None) -> list:
