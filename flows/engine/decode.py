@@ -399,54 +399,85 @@ def _empty_fields() -> pl.DataFrame:
 # -- normalising and validating -------------------------------------------------
 
 
-def _text(fields: pl.DataFrame, name: str) -> pl.Expr:
-    """A field as a string column; empty strings and absent columns are null."""
-    if name not in fields.columns:
-        return pl.lit(None, pl.String)
-    column = pl.col(name)
-    return pl.when(column.str.len_bytes() > 0).then(column)
+@dataclass(frozen=True)
+class _Fields:
+    """Parsed string fields plus a few facts about them, so clean data is not copied.
 
-
-def _number(fields: pl.DataFrame, name: str, alias: str) -> tuple[pl.Expr, pl.Expr]:
-    """A numeric field as (its text, its value), whether it was parsed as text or number.
-
-    The text is only there to quote in a dead letter's reason when the value
-    is not a number at all, which can only happen when it was parsed as text.
+    Turning empty strings into nulls, or ``cart`` into ``add_to_cart``,
+    copies a whole string column; one cheap query per batch says which
+    columns need it at all (usually none).
     """
-    dtype = _NUMBERS[name]
-    if name not in fields.columns:
-        return pl.lit(None, pl.String).alias(f"{name}_text"), pl.lit(None, dtype).alias(alias)
-    if fields.schema[name] == pl.String:
-        text = _text(fields, name)
-        return text.alias(f"{name}_text"), text.cast(dtype, strict=False).alias(alias)
-    value = pl.col(name).cast(dtype)
-    return value.cast(pl.String).alias(f"{name}_text"), value.alias(alias)
+
+    frame: pl.DataFrame
+    with_empties: frozenset[str]
+    has_cart: bool
+
+    @classmethod
+    def inspect(cls, frame: pl.DataFrame) -> _Fields:
+        texts = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+        if not frame.height or not texts:
+            return cls(frame, frozenset(), False)
+        facts = frame.select(
+            *((pl.col(name).str.len_bytes() == 0).any().alias(name) for name in texts),
+            (pl.col("event_type") == "cart").any().alias("_cart") if "event_type" in texts else pl.lit(False).alias("_cart"),
+        ).row(0, named=True)
+        return cls(frame, frozenset(n for n in texts if facts[n]), bool(facts["_cart"]))
+
+    def has(self, name: str) -> bool:
+        return name in self.frame.columns and self.frame[name].null_count() < self.frame.height
+
+    def text(self, name: str) -> pl.Expr:
+        """A field as a string column; empty strings and absent columns are null."""
+        if name not in self.frame.columns:
+            return pl.lit(None, pl.String)
+        column = pl.col(name)
+        return pl.when(column.str.len_bytes() > 0).then(column) if name in self.with_empties else column
+
+    def number(self, name: str, alias: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+        """A numeric field as (given?, its text if parsed as text, its value).
+
+        The text is only quoted in the reason of a value that is not a
+        number at all, which can only happen when it was parsed as text.
+        """
+        dtype = _NUMBERS[name]
+        if name not in self.frame.columns:
+            return (pl.lit(False).alias(f"{name}_given"), pl.lit(None, pl.String).alias(f"{name}_text"),
+                    pl.lit(None, dtype).alias(alias))
+        if self.frame.schema[name] == pl.String:
+            text = self.text(name)
+            return (text.is_not_null().alias(f"{name}_given"), text.alias(f"{name}_text"),
+                    text.cast(dtype, strict=False).alias(alias))
+        value = pl.col(name).cast(dtype)
+        return value.is_not_null().alias(f"{name}_given"), pl.lit(None, pl.String).alias(f"{name}_text"), value.alias(alias)
 
 
-def _normalize(fields: pl.DataFrame, schema: pl.Schema) -> tuple[pl.DataFrame, list[int], list[str]]:
+def _normalize(frame: pl.DataFrame, schema: pl.Schema) -> tuple[pl.DataFrame, list[int], list[str]]:
     """Typed events (``schema``) for valid rows; row numbers and reasons for the others."""
-    ts_text, type_text = _text(fields, "ts"), _text(fields, "event_type")
-    if "purchase_time" in fields.columns and fields["purchase_time"].null_count() < fields.height:
+    fields = _Fields.inspect(frame)
+    ts_text, type_text = fields.text("ts"), fields.text("event_type")
+    if fields.has("purchase_time"):
         # The minimal purchase message: purchase_time stands for ts and event_type.
-        ts_text = pl.coalesce(ts_text, _text(fields, "purchase_time"))
-        type_text = pl.coalesce(type_text, pl.when(_text(fields, "purchase_time").is_not_null()).then(pl.lit("purchase")))
+        ts_text = pl.coalesce(ts_text, fields.text("purchase_time"))
+        type_text = pl.coalesce(type_text, pl.when(fields.text("purchase_time").is_not_null()).then(pl.lit("purchase")))
+    if fields.has_cart:
+        type_text = type_text.replace("cart", "add_to_cart")
     optional = [name for name in OPTIONAL_FIELDS if name in schema]
-    staged = fields.select(
-        type_text.replace("cart", "add_to_cart").alias("type_text"),
+    staged = frame.select(
+        type_text.alias("type_text"),
         ts_text.alias("ts_text"),
-        _text(fields, "user_id").alias("user_id"),
-        _text(fields, "product_id").alias("product_id"),
-        *_number(fields, "price", "price"),
-        *_number(fields, "quantity", "quantity_number"),
-        *(_text(fields, name).alias(name) for name in optional),
+        fields.text("user_id").alias("user_id"),
+        fields.text("product_id").alias("product_id"),
+        *fields.number("price", "price"),
+        *fields.number("quantity", "quantity_number"),
+        *(fields.text(name).alias(name) for name in optional),
     )
     staged = staged.with_columns(
         parse_event_time(staged["ts_text"]).alias("ts"),
         pl.col("type_text").cast(EventType, strict=False).alias("event_type"),
     )
     price, quantity = pl.col("price"), pl.col("quantity_number")
-    price_ok = pl.col("price_text").is_null() | (price.is_finite() & (price >= 0))
-    quantity_ok = pl.col("quantity_text").is_null() | (quantity >= 1)
+    price_ok = ~pl.col("price_given") | (price.is_finite() & (price >= 0))
+    quantity_ok = ~pl.col("quantity_given") | (quantity >= 1)
     valid = staged.select(
         (
             pl.col("ts").is_not_null()
@@ -486,12 +517,12 @@ def _reason() -> pl.Expr:
             pl.concat_str(pl.lit("unknown event_type "), _quoted("type_text")),
         ),
         (
-            pl.col("price_text").is_not_null() & (pl.col("price").is_null() | ~pl.col("price").is_finite()),
+            pl.col("price_given") & (pl.col("price").is_null() | ~pl.col("price").is_finite()),
             pl.concat_str(pl.lit("price is not a finite number: "), _quoted("price_text")),
         ),
         (pl.col("price") < 0, pl.concat_str(pl.lit("negative price: "), pl.col("price").cast(pl.String))),
         (
-            pl.col("quantity_text").is_not_null() & pl.col("quantity_number").is_null(),
+            pl.col("quantity_given") & pl.col("quantity_number").is_null(),
             pl.concat_str(pl.lit("quantity is not an integer: "), _quoted("quantity_text")),
         ),
         (

@@ -134,6 +134,7 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         start = FilePosition(spec.header_bytes, 2 if spec.header else 1)
         self.position = resume if resume is not None else start
         self.handle: io.BufferedReader | None = None
+        self.scratch = np.empty(0, dtype=bool)
         if not self.position.done:
             try:
                 self.handle = _open(spec.path)
@@ -151,11 +152,23 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         at_end = not self.handle.peek(1)
         # The file's final batch (possibly empty) tells the flow this partition ended.
         batch = self._batch(chunk, last=at_end)
-        lines = int(np.count_nonzero(np.frombuffer(chunk, dtype=np.uint8) == 10))  # 2x bytes.count
+        lines = self._count_lines(chunk)
         self.position = FilePosition(self.position.offset + len(chunk), self.position.line + lines, done=at_end)
         if at_end:
             self.handle.close()
         return [batch]
+
+    def _count_lines(self, chunk: bytes) -> int:
+        """Newlines in ``chunk``: NumPy into a reused scratch buffer.
+
+        Twice as fast as ``bytes.count``; reusing the buffer matters, since a
+        fresh 16 MB array per batch costs more in page faults than the count.
+        """
+        if self.scratch.size < len(chunk):
+            self.scratch = np.empty(len(chunk) * 2, dtype=bool)
+        mask = self.scratch[: len(chunk)]
+        np.equal(np.frombuffer(chunk, dtype=np.uint8), 10, out=mask)
+        return int(np.count_nonzero(mask))
 
     def _batch(self, chunk: bytes, *, last: bool) -> RawBatch:
         return RawBatch(
