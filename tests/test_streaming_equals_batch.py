@@ -157,7 +157,7 @@ def check(case: dict, captured: CapturedOutputs) -> None:
     assert summary["late"] == want["late"].height
 
 
-COMMON = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+COMMON = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @COMMON
@@ -166,7 +166,7 @@ def test_one_worker_matches_batch_recomputation(case):
     check(case, run_scenario(case, workers=1))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario(), st.sampled_from([2, 3]))
 def test_several_workers_match_batch_recomputation(case, workers):
     check(case, run_scenario(case, workers=workers))
