@@ -129,3 +129,11 @@ def test_the_rees46_sample_runs_through_the_flow_without_dead_letters():
     trends = captured.frame("trends")
     assert trends["views"].sum() + trends["carts"].sum() + trends["purchases"].sum() + summary["late"] == 1000
     assert captured.frame("leaderboard")["window_start"].n_unique() <= 18  # 00:00 to 00:17
+
+
+def test_outputs_have_their_documented_schemas(shop):
+    from flows.engine.analytics import leaderboard, trends
+
+    assert shop.frame("trends").schema == trends.OUTPUT_SCHEMA
+    assert shop.frame("leaderboard").schema == leaderboard.OUTPUT_SCHEMA
+    assert shop.frame("dead_letters").columns == ["reason", "raw", "source"]
