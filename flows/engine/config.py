@@ -23,7 +23,8 @@ from typing import Callable, Literal, Mapping
 
 from flows.engine.errors import ConfigError
 
-SourceKind = Literal["sim", "file"]
+SourceKind = Literal["sim", "file", "kafka"]
+SinkKind = Literal["files", "kafka"]
 InputFormat = Literal["auto", "jsonl", "csv"]
 OutputFormat = Literal["jsonl", "parquet"]
 
@@ -122,6 +123,36 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _sinks(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [kind for kind in kinds if kind not in ("files", "kafka")]
+    if not kinds or unknown:
+        msg = f"expected files, kafka or files,kafka; got {text!r}"
+        raise ValueError(msg)
+    return kinds
+
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _topic(text: str) -> str:
+    if not _TOPIC.fullmatch(text.strip()):
+        msg = f"a Kafka topic name is 1-249 characters of letters, digits, '.', '_' and '-'; got {text!r}"
+        raise ValueError(msg)
+    return text.strip()
+
+
+def _end_offsets(text: str) -> tuple[tuple[int, int], ...]:
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        partition, _, offset = part.partition(":")
+        if not partition.isdigit() or not offset.isdigit():
+            msg = f"expected partition:offset pairs such as 0:1200,1:980; got {part!r}"
+            raise ValueError(msg)
+        pairs.append((int(partition), int(offset)))
+    return tuple(sorted(pairs))
+
+
 @dataclass(frozen=True)
 class SimSettings:
     """The built-in shop simulator (``DMP_SOURCE=sim``)."""
@@ -137,6 +168,45 @@ class SimSettings:
     disorder_ms: int = 20_000
     straggler_rate: float = 0.0005
     malformed_rate: float = 0.0005
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Kafka in (``DMP_SOURCE=kafka``) and out (``DMP_SINK`` containing ``kafka``)."""
+
+    brokers: str | None = None
+    topic: str = "events"
+    start: Literal["earliest", "latest"] = "earliest"
+    bounded: bool = False
+    end_offsets: tuple[tuple[int, int], ...] = ()
+    batch_messages: int = 50_000
+    output_prefix: str = "dmp."
+    output_partitions: int = 3
+    security_protocol: str | None = None
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings shared by consumers and producers (secrets included)."""
+        config = {"bootstrap.servers": self.brokers or ""}
+        for key, value in (
+            ("security.protocol", self.security_protocol),
+            ("sasl.mechanism", self.sasl_mechanism),
+            ("sasl.username", self.sasl_username),
+            ("sasl.password", self.sasl_password),
+            ("ssl.ca.location", self.ssl_ca_location),
+            ("ssl.certificate.location", self.ssl_certificate_location),
+            ("ssl.key.location", self.ssl_key_location),
+            ("ssl.key.password", self.ssl_key_password),
+        ):
+            if value:
+                config[key] = value
+        return config
 
 
 @dataclass(frozen=True)
@@ -159,7 +229,9 @@ class Settings:
     batch_bytes: int = 16 << 20
     read_ahead: int = 2
     summary: bool = True
+    sinks: tuple[SinkKind, ...] = ("files",)
     sim: SimSettings = field(default_factory=SimSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     def __post_init__(self) -> None:
         if not isinstance(self.out_dir, Path):
@@ -178,8 +250,7 @@ class Settings:
                 msg = f"{name} is not a known setting{hint} (see the README's table)"
                 raise ConfigError(msg)
 
-        top: dict[str, object] = {}
-        sim: dict[str, object] = {}
+        values: dict[str, dict[str, object]] = {"": {}, "sim": {}, "kafka": {}}
         for var in VARIABLES:
             if var.name not in env:
                 continue
@@ -187,11 +258,16 @@ class Settings:
             try:
                 value = var.parse(raw)
             except ValueError as ex:
-                msg = f"{var.name}={raw!r}: {ex}"
+                shown = "(hidden)" if var.secret else repr(raw)
+                msg = f"{var.name}={shown}: {ex if not var.secret else 'invalid value'}"
                 raise ConfigError(msg) from None
-            target, attr = (sim, var.attr[4:]) if var.attr.startswith("sim.") else (top, var.attr)
-            target[attr] = value
-        return cls(**top, sim=SimSettings(**sim))  # type: ignore[arg-type]
+            group, _, attr = var.attr.rpartition(".")
+            values[group][attr] = value
+        return cls(
+            **values[""],  # type: ignore[arg-type]
+            sim=SimSettings(**values["sim"]),  # type: ignore[arg-type]
+            kafka=KafkaSettings(**values["kafka"]),  # type: ignore[arg-type]
+        )
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (validated again)."""
@@ -207,11 +283,12 @@ class Variable:
     parse: Callable[[str], object]
     default: str
     doc: str
+    secret: bool = False
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("DMP_SOURCE", "source", _choice("sim", "file"), "sim",
-             "`sim` (built-in shop simulator) or `file` (JSON Lines / REES46 CSV files)"),
+    Variable("DMP_SOURCE", "source", _choice("sim", "file", "kafka"), "sim",
+             "`sim` (built-in shop simulator), `file` (JSON Lines / REES46 CSV files) or `kafka`"),
     Variable("DMP_INPUT", "input", str, "",
              "For `file`: a path or glob, or several separated by commas; `.gz` is read too"),
     Variable("DMP_INPUT_FORMAT", "input_format", _choice("auto", "jsonl", "csv"), "auto",
@@ -220,6 +297,8 @@ VARIABLES: tuple[Variable, ...] = (
              "Directory of the file outputs, one sub-directory per stream; a fresh run replaces the files it writes"),
     Variable("DMP_OUT_FORMAT", "out_format", _choice("jsonl", "parquet"), "jsonl",
              "File format of the outputs"),
+    Variable("DMP_SINK", "sinks", _sinks, "files",
+             "Where outputs go: `files`, `kafka`, or both (`files,kafka`)"),
     Variable("DMP_WINDOW", "window_ms", parse_duration_ms, "1m",
              "Tumbling event-time window length, aligned to the Unix epoch (whole seconds)"),
     Variable("DMP_ALLOWED_LATENESS", "allowed_lateness_ms", parse_duration_ms, "30s",
@@ -233,6 +312,33 @@ VARIABLES: tuple[Variable, ...] = (
              "Batches each source partition reads and decodes ahead on another thread; `0` disables"),
     Variable("DMP_SUMMARY", "summary", _bool, "true",
              "Print a run summary and write `summary.json` at the end of a bounded run"),
+    Variable("DMP_KAFKA_BROKERS", "kafka.brokers", str, "",
+             "Bootstrap servers (`host:port,...`); required for Kafka in or out"),
+    Variable("DMP_KAFKA_TOPIC", "kafka.topic", _topic, "events", "Topic the events are read from"),
+    Variable("DMP_KAFKA_START", "kafka.start", _choice("earliest", "latest"), "earliest",
+             "Where a partition starts when there is no snapshot to resume from"),
+    Variable("DMP_KAFKA_BOUNDED", "kafka.bounded", _bool, "false",
+             "Stop at the end of every partition (partition EOF; for replays and tests)"),
+    Variable("DMP_KAFKA_END_OFFSETS", "kafka.end_offsets", _end_offsets, "",
+             "Bounded mode with explicit ends, `partition:offset,...` (stop before each offset)"),
+    Variable("DMP_KAFKA_BATCH_MESSAGES", "kafka.batch_messages", _int(1), "50000",
+             "Most messages a partition hands over as one batch"),
+    Variable("DMP_KAFKA_OUTPUT_PREFIX", "kafka.output_prefix", str, "dmp.",
+             "Output topics are `<prefix><stream>`, e.g. `dmp.trends`, `dmp.dead_letters`"),
+    Variable("DMP_KAFKA_OUTPUT_PARTITIONS", "kafka.output_partitions", _int(1), "3",
+             "Partitions of output topics created at start-up when they do not exist"),
+    Variable("DMP_KAFKA_SECURITY_PROTOCOL", "kafka.security_protocol", str, "",
+             "`security.protocol` (e.g. `SASL_SSL`)"),
+    Variable("DMP_KAFKA_SASL_MECHANISM", "kafka.sasl_mechanism", str, "", "`sasl.mechanism` (e.g. `SCRAM-SHA-512`)"),
+    Variable("DMP_KAFKA_SASL_USERNAME", "kafka.sasl_username", str, "", "`sasl.username`"),
+    Variable("DMP_KAFKA_SASL_PASSWORD", "kafka.sasl_password", str, "", "`sasl.password` (never logged)",
+             secret=True),
+    Variable("DMP_KAFKA_SSL_CA_LOCATION", "kafka.ssl_ca_location", str, "", "`ssl.ca.location`"),
+    Variable("DMP_KAFKA_SSL_CERTIFICATE_LOCATION", "kafka.ssl_certificate_location", str, "",
+             "`ssl.certificate.location`"),
+    Variable("DMP_KAFKA_SSL_KEY_LOCATION", "kafka.ssl_key_location", str, "", "`ssl.key.location`"),
+    Variable("DMP_KAFKA_SSL_KEY_PASSWORD", "kafka.ssl_key_password", str, "", "`ssl.key.password` (never logged)",
+             secret=True),
     Variable("DMP_SIM_EVENTS", "sim.events", _int(0), "300000",
              "Events the simulator emits over all partitions; `0` runs forever"),
     Variable("DMP_SIM_SEED", "sim.seed", _int(0), "42", "Seed; the same seed gives the same events"),
@@ -259,8 +365,13 @@ def _validate(settings: Settings) -> None:
     def fail(name: str, problem: str) -> None:
         raise ConfigError(f"{name}: {problem}")
 
-    if settings.source not in ("sim", "file"):
-        fail("DMP_SOURCE", f"expected sim or file; got {settings.source!r}")
+    if settings.source not in ("sim", "file", "kafka"):
+        fail("DMP_SOURCE", f"expected sim, file or kafka; got {settings.source!r}")
+    uses_kafka = settings.source == "kafka" or "kafka" in settings.sinks
+    if uses_kafka and not settings.kafka.brokers:
+        fail("DMP_KAFKA_BROKERS", "is required when DMP_SOURCE=kafka or DMP_SINK includes kafka (host:port,...)")
+    if not settings.sinks or any(kind not in ("files", "kafka") for kind in settings.sinks):
+        fail("DMP_SINK", f"expected files, kafka or files,kafka; got {settings.sinks!r}")
     if settings.source == "file" and not settings.input:
         fail("DMP_INPUT", "is required when DMP_SOURCE=file (a path or glob of .jsonl/.csv files)")
     if settings.window_ms <= 0 or settings.window_ms % 1000:

@@ -236,6 +236,7 @@ class _Listed:
     parse_lines: list[bytes]
     originals: list[bytes]
     positions: list[str]
+    keys: list[bytes | None]
 
 
 class _Records:
@@ -257,6 +258,7 @@ class _Records:
         parse_lines: list[bytes] = []
         originals: list[bytes] = []
         positions: list[str] = []
+        keys: list[bytes | None] = []
         if self.is_chunk:
             for number, line in enumerate(bytes(raw.payload).split(b"\n"), start=raw.first_line):
                 if line.strip(_BLANK):
@@ -264,16 +266,18 @@ class _Records:
                     parse_lines.append(line)
                     originals.append(line)
                     positions.append(f"{raw.origin}:{number}")
+                    keys.append(None)
         else:
             for index, message in enumerate(raw.payload):  # type: ignore[arg-type]
                 offset = raw.offsets[index] if raw.offsets is not None else index
                 original = bytes(message) if message is not None else b""
                 originals.append(original)
                 positions.append(f"{raw.origin}@{offset}")
+                keys.append(raw.keys[index] if raw.keys is not None else None)
                 # A raw newline can only be JSON whitespace (or garbage): flatten it
                 # so one message stays one line.
                 parse_lines.append(original.replace(b"\n", b" ").replace(b"\r", b" "))
-        return _Listed(parse_lines, originals, positions)
+        return _Listed(parse_lines, originals, positions, keys)
 
     def parse(self) -> tuple[pl.DataFrame, list[int] | None]:
         """Parse every record: the string fields, and each row's record index.
@@ -281,19 +285,29 @@ class _Records:
         The index list is ``None`` after the fast path, where row ``i`` is
         record ``i`` (see :meth:`fast_path_rows`).
         """
-        if not self.is_chunk:
-            return self.parse_listed(known_bad=False)
-        chunk = bytes(self.raw.payload)
-        if not chunk.strip(_BLANK + b"\n"):
-            return _empty_fields(), []
-        if self.raw.format == "csv" and _BLANK_LINE.search(chunk.rstrip(_BLANK + b"\n")):
-            return self.parse_listed(known_bad=False)  # CSV blank lines would become rows
+        if self.is_chunk:
+            chunk = bytes(self.raw.payload)
+            if not chunk.strip(_BLANK + b"\n"):
+                return _empty_fields(), []
+            if self.raw.format == "csv" and _BLANK_LINE.search(chunk.rstrip(_BLANK + b"\n")):
+                return self.parse_listed(known_bad=False)  # CSV blank lines would become rows
+        else:
+            # Messages: join them into one chunk when each is one non-empty line
+            # (the usual case); anything else takes the careful path.
+            messages = self.raw.payload
+            if not messages or not all(messages):
+                return self.parse_listed(known_bad=False)
+            chunk = b"\n".join(messages)  # type: ignore[arg-type]
+            if chunk.count(b"\n") != len(messages) - 1:
+                return self.parse_listed(known_bad=False)
         try:
             frame = self.parse_fn(chunk)
         except Exception:  # noqa: BLE001 - any failure means: find the bad lines
             return self.parse_listed(known_bad=True)
         if self.raw.format == "csv" and not self._csv_rows_exact(chunk, frame.height):
             return self.parse_listed(known_bad=False)
+        if not self.is_chunk and frame.height != len(self.raw.payload):
+            return self.parse_listed(known_bad=False)  # e.g. a message of only spaces
         return frame, None
 
     def _csv_rows_exact(self, chunk: bytes, height: int) -> bool:
@@ -387,6 +401,7 @@ class _Records:
                 "reason": [reason for _, reason in entries],
                 "raw": [listed.originals[i] for i, _ in entries],
                 "source": [listed.positions[i] for i, _ in entries],
+                "key": [listed.keys[i] for i, _ in entries],
             },
             schema=DEAD_LETTER_SCHEMA,
         )

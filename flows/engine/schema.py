@@ -61,6 +61,7 @@ DEAD_LETTER_SCHEMA = pl.Schema(
         "reason": pl.String,
         "raw": pl.Binary,  # the record's bytes, unchanged
         "source": pl.String,  # "path:line" or "topic/partition@offset"
+        "key": pl.Binary,  # the message key, when the record came from Kafka
     }
 )
 
@@ -91,6 +92,8 @@ class RawBatch:
     """Line number of the chunk's first line (chunks only)."""
     offsets: Sequence[int] | None = None
     """Position of each message (message lists only)."""
+    keys: Sequence[bytes | None] | None = None
+    """Key of each message (message lists from Kafka), kept for dead letters."""
     csv_header: tuple[str, ...] | None = None
     last: bool = False
     """True on the partition's final batch: it has ended and will send nothing more."""
