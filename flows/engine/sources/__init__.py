@@ -1,4 +1,4 @@
-"""Sources: where raw batches come from (the simulator, files; Kafka later).
+"""Sources: where raw batches come from (the simulator, files, Kafka).
 
 :func:`open_source` builds the source the settings ask for; every source of
 ours also tells the flow all of its partitions (:func:`source_partitions`),
@@ -16,10 +16,11 @@ from flows.engine.config import Settings
 from flows.engine.errors import ConfigError
 from flows.engine.schema import DEFAULT_PARTITION, RawBatch
 from flows.engine.sources.files import FileSource, expand_inputs
+from flows.engine.sources.kafka import KafkaSource
 from flows.engine.sources.readahead import ReadAheadSource
 from flows.engine.sources.simulator import SimSource
 
-__all__ = ["FileSource", "ReadAheadSource", "SimSource", "open_source", "source_partitions"]
+__all__ = ["FileSource", "KafkaSource", "ReadAheadSource", "SimSource", "open_source", "source_partitions"]
 
 
 def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = None) -> Source:
@@ -33,6 +34,8 @@ def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = 
         source = SimSource(settings.sim)
     elif settings.source == "file":
         source = FileSource(expand_inputs(settings.input or ""), settings.input_format, settings.batch_bytes)
+    elif settings.source == "kafka":
+        source = KafkaSource(settings.kafka)
     else:
         msg = f"DMP_SOURCE={settings.source!r}: unknown source"
         raise ConfigError(msg)
