@@ -2,11 +2,11 @@
 
     python -m bytewax.run flows.dmp            # simulator in, ./out files out
 
-In: raw batches from the simulator, files (``DMP_SOURCE``) or any source
-given to :func:`build`. Out, one sink each: ``trends`` (per product and
-window), ``leaderboard`` (top N per window), ``late`` (events that missed
-their window) and ``dead_letters`` (records that could not be decoded),
-plus a run summary at the end of a bounded run. Configuration: ``DMP_*``
+In: raw batches from the simulator, files or Kafka (``DMP_SOURCE``) or any
+source given to :func:`build`. Out, to files and/or Kafka (``DMP_SINK``):
+``trends`` (per product and window), ``leaderboard`` (top N per window),
+``late`` (events that missed their window) and ``dead_letters`` (records
+that could not be decoded), plus a run summary at the end of a bounded run. Configuration: ``DMP_*``
 variables (see the README); bad values stop it at start-up.
 """
 
@@ -23,9 +23,9 @@ from flows.engine.analytics.leaderboard import leaderboard
 from flows.engine.analytics.trends import TrendChange, trends_aggregate
 from flows.engine.config import Settings
 from flows.engine.errors import DmpError
-from flows.engine.operators import decode, decoder, stamp_event_time, summarize, window_aggregate
-from flows.engine.present import dead_letter_rows, late_rows
-from flows.engine.sinks import Outputs, file_outputs
+from flows.engine.operators import decode, decoder, stamp_event_time, summarize, window_aggregate, write
+from flows.engine.present import late_rows
+from flows.engine.sinks import Outputs, build_outputs
 from flows.engine.sources import open_source, source_partitions
 from flows.engine.summary import Tally
 from flows.engine.windows import TumblingWindow
@@ -50,7 +50,7 @@ def build(
     settings = settings if settings is not None else Settings.from_env()
     source = source if source is not None else open_source(settings, prepare=decoder(EVENT_FIELDS))
     partitions = list(partitions) if partitions is not None else source_partitions(source)
-    outputs = outputs if outputs is not None else file_outputs(settings)
+    outputs = outputs if outputs is not None else build_outputs(settings)
     window_ms, top_n = settings.window_ms, settings.top_n
     trends_spec = trends_aggregate(TumblingWindow(window_ms))
 
@@ -62,12 +62,11 @@ def build(
     trends = op.stateful_batch("compare_with_previous_window", windows.complete, lambda s: TrendChange(window_ms, s))  # rows
     board = op.map("rank_top_n", windows.complete, lambda kv: (kv[0], leaderboard(kv[1].rows, top_n, window_ms)))  # rows
     late = op.map("present_late", windows.late, lambda kv: (kv[0], late_rows(kv[1], kv[0], window_ms)))  # (partition, rows)
-    dead = op.map("present_dead_letters", decoded.dead_letters, lambda kv: (kv[0], dead_letter_rows(kv[1])))  # (partition, rows)
 
-    op.output("write_trends", trends, outputs.trends)
-    op.output("write_leaderboard", board, outputs.leaderboard)
-    op.output("write_late", late, outputs.late)
-    op.output("write_dead_letters", dead, outputs.dead_letters)
+    write("write_trends", trends, outputs.sinks("trends"))
+    write("write_leaderboard", board, outputs.sinks("leaderboard"))
+    write("write_late", late, outputs.sinks("late"))
+    write("write_dead_letters", decoded.dead_letters, outputs.sinks("dead_letters"))  # raw bytes; sinks render
 
     if outputs.summary is not None:
         late_tally = op.map("tally_late", windows.late, lambda kv: Tally(late=kv[1].height))

@@ -8,6 +8,7 @@ swallowed:
 - :func:`stamp_event_time`: events -> events stamped with their partition's watermark
 - :func:`window_aggregate`: stamped events -> ``Windowed(complete, late)``
 - :func:`summarize`: tallies -> one run summary at the end of input
+- :func:`write`: a stream to each of its sinks
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import bytewax.operators as op
 import polars as pl
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream
+from bytewax.outputs import Sink
 
 from flows.engine.aggregate import ClosedWindows, WindowedAggregate, WindowGather, WindowShard, route
 from flows.engine.decode import decode_batch
@@ -161,3 +163,10 @@ def summarize(step_id: str, tallies: Stream[Tally], top: int) -> Stream[dict]:
     keyed = op.key_on("one_key", tallies, lambda _: "summary")
     summary = op.stateful_batch("run_summary", keyed, lambda resume: RunSummary(top, resume))
     return op.key_rm("unkey", summary)
+
+
+@operator
+def write(step_id: str, up: Stream[Any], sinks: Sequence[Sink]) -> None:
+    """Send a stream to every one of its sinks (files, Kafka, ...)."""
+    for index, sink in enumerate(sinks):
+        op.output(f"{type(sink).__name__.lower()}_{index}", up, sink)

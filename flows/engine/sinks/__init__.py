@@ -1,36 +1,58 @@
-"""Sinks: where each output stream goes (files now; Kafka later).
+"""Sinks: where each output stream goes (files, Kafka, or both).
 
-:class:`Outputs` names one sink per stream; :func:`file_outputs` is the
-default set, ``$DMP_OUT_DIR/<stream>/``. Tests pass ``TestingSink`` s instead.
+:class:`Outputs` names the sinks of each stream; :func:`build_outputs` makes
+the set ``DMP_SINK`` asks for: ``$DMP_OUT_DIR/<stream>/`` files and/or
+``<DMP_KAFKA_OUTPUT_PREFIX><stream>`` topics. Tests pass ``TestingSink`` s.
+Each sink encodes rows its own way: the dead-letter stream carries the
+original bytes, which files show as text and Kafka sends unchanged.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence, Union
 
 from bytewax.outputs import Sink
 
 from flows.engine.config import Settings
+from flows.engine.present import dead_letter_rows
 from flows.engine.sinks.files import FileSink
+from flows.engine.sinks.kafka import KafkaSink, ensure_topics
 from flows.engine.sinks.summary import SummarySink
 
-__all__ = ["STREAMS", "FileSink", "Outputs", "SummarySink", "file_outputs"]
+__all__ = ["STREAMS", "FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
 
 STREAMS = ("trends", "leaderboard", "late", "dead_letters")
+
+Sinks = Union[Sink, Sequence[Sink]]
 
 
 @dataclass(frozen=True)
 class Outputs:
-    """One sink per output stream; the summary is optional (bounded runs)."""
+    """The sink (or sinks) of each output stream; the summary is optional."""
 
-    trends: Sink
-    leaderboard: Sink
-    late: Sink
-    dead_letters: Sink
+    trends: Sinks
+    leaderboard: Sinks
+    late: Sinks
+    dead_letters: Sinks
     summary: Sink | None = None
 
+    def sinks(self, stream: str) -> list[Sink]:
+        chosen = getattr(self, stream)
+        return list(chosen) if isinstance(chosen, (list, tuple)) else [chosen]
 
-def file_outputs(settings: Settings) -> Outputs:
-    out = settings.out_dir
-    sinks = {name: FileSink(out / name, settings.out_format) for name in STREAMS}
-    return Outputs(**sinks, summary=SummarySink(out) if settings.summary else None)
+
+def build_outputs(settings: Settings) -> Outputs:
+    """The sinks ``DMP_SINK`` names, for every stream."""
+    per_stream: dict[str, list[Sink]] = {stream: [] for stream in STREAMS}
+    if "kafka" in settings.sinks:
+        topics = [f"{settings.kafka.output_prefix}{stream}" for stream in STREAMS]
+        ensure_topics(settings.kafka, topics, settings.kafka.output_partitions)
+    for stream in STREAMS:
+        if "files" in settings.sinks:
+            present = dead_letter_rows if stream == "dead_letters" else None
+            per_stream[stream].append(FileSink(settings.out_dir / stream, settings.out_format, present=present))
+        if "kafka" in settings.sinks:
+            per_stream[stream].append(KafkaSink(settings.kafka, stream))
+    summary = SummarySink(settings.out_dir if "files" in settings.sinks else None) if settings.summary else None
+    return Outputs(**per_stream, summary=summary)

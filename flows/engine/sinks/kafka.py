@@ -1,0 +1,154 @@
+"""Kafka sinks: each output stream to its topic, one message per row.
+
+In: ``(key, frame)`` items of one stream. Out: messages on
+``<DMP_KAFKA_OUTPUT_PREFIX><stream>``: each row as JSON, keyed by the row's
+natural key (so a consumer can compact); dead letters as the original bytes,
+unchanged, keyed by the original key, with the reason and origin in headers.
+
+The producer batches (``linger.ms``), is idempotent, and when its local
+queue is full it serves delivery reports and retries instead of dropping
+(Bytewax's own Kafka sink raises ``BufferError`` there). Every write waits
+until its messages are acknowledged, so once Bytewax completes an epoch its
+output is in Kafka: at least once. A resumed run may repeat the last epoch's
+messages; results are deterministic, so the repeats are byte-identical.
+A delivery failure stops the flow with the broker's error, never silently.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import polars as pl
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from flows.engine.config import KafkaSettings
+from flows.engine.errors import DmpError
+
+PRODUCER_DEFAULTS = {
+    "enable.idempotence": True,
+    "linger.ms": 20,
+    "batch.size": 1_000_000,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 500_000,
+}
+
+# The natural key of each stream's rows.
+ROW_KEYS: dict[str, Callable[[pl.DataFrame], pl.Expr]] = {
+    "trends": lambda _: pl.col("product_id"),
+    "leaderboard": lambda _: pl.format("{}#{}", pl.col("window_start"), pl.col("rank")),
+    "late": lambda _: pl.col("user_id"),
+}
+
+
+class KafkaSinkError(DmpError):
+    """Kafka refused or lost a message, or an output topic cannot be had."""
+
+
+def ensure_topics(settings: KafkaSettings, topics: Sequence[str], partitions: int) -> list[str]:
+    """Create the output topics that do not exist yet; return the ones created.
+
+    Production clusters often forbid automatic topic creation, so this is
+    done once at start-up, and a refusal stops the run naming the topics.
+    """
+    admin = AdminClient(settings.client_config())
+    try:
+        existing = set(admin.list_topics(timeout=15).topics)
+    except KafkaException as ex:
+        msg = f"DMP_KAFKA_BROKERS={settings.brokers!r}: no answer within 15s ({ex.args[0]})"
+        raise KafkaSinkError(msg) from None
+    missing = [topic for topic in topics if topic not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=-1) for t in missing])
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as ex:
+            if "TOPIC_ALREADY_EXISTS" in str(ex):
+                continue
+            msg = f"output topic {topic!r} does not exist and cannot be created ({ex.args[0]}); create {missing}"
+            raise KafkaSinkError(msg) from None
+    return missing
+
+
+def row_messages(frame: pl.DataFrame, key: pl.Expr) -> tuple[list[bytes], list[bytes | None]]:
+    """Each row as a JSON value, and its key."""
+    values = frame.write_ndjson().encode().split(b"\n")[:-1]
+    keys = frame.select(key.cast(pl.String).alias("key"))["key"].to_list()
+    return values, [k.encode() if k is not None else None for k in keys]
+
+
+def dead_letter_headers(reason: str, source: str) -> list[tuple[str, bytes]]:
+    """Reason and origin as headers; a Kafka origin also as topic/partition/offset."""
+    headers = [("dmp.reason", reason.encode()), ("dmp.source", source.encode())]
+    where, _, offset = source.rpartition("@")
+    topic, _, partition = where.rpartition("/")
+    if topic and partition.isdigit() and offset.isdigit():
+        headers += [("dmp.topic", topic.encode()), ("dmp.partition", partition.encode()),
+                    ("dmp.offset", offset.encode())]
+    return headers
+
+
+class KafkaSink(DynamicSink[tuple[str, pl.DataFrame]]):
+    """One output stream to one topic; every worker produces what it has."""
+
+    def __init__(self, settings: KafkaSettings, stream: str):
+        self.settings = settings
+        self.stream = stream
+        self.topic = f"{settings.output_prefix}{stream}"
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _KafkaSinkPartition:
+        return _KafkaSinkPartition(self.settings, self.stream, self.topic)
+
+
+class _KafkaSinkPartition(StatelessSinkPartition[tuple[str, pl.DataFrame]]):
+    def __init__(self, settings: KafkaSettings, stream: str, topic: str):
+        self.stream = stream
+        self.topic = topic
+        self.producer = Producer({**settings.client_config(), **PRODUCER_DEFAULTS})
+        self.failures: list[str] = []
+
+    def write_batch(self, items: list[tuple[str, pl.DataFrame]]) -> None:
+        for _key, frame in items:
+            if not frame.height:
+                continue
+            if self.stream == "dead_letters":
+                self._dead_letters(frame)
+            else:
+                values, keys = row_messages(frame, ROW_KEYS[self.stream](frame))
+                for value, key in zip(values, keys):
+                    self._produce(value, key, None)
+        self._flush()
+
+    def _dead_letters(self, frame: pl.DataFrame) -> None:
+        for reason, raw, source, key in frame.select("reason", "raw", "source", "key").iter_rows():
+            self._produce(raw, key, dead_letter_headers(reason, source))
+
+    def _produce(self, value: bytes, key: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
+        while True:
+            try:
+                self.producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
+                return
+            except BufferError:
+                # The local queue is full: serve delivery reports, then retry.
+                self.producer.poll(0.05)
+
+    def _delivered(self, error, message) -> None:  # noqa: ANN001 - librdkafka callback
+        if error is not None:
+            self.failures.append(str(error))
+
+    def _flush(self) -> None:
+        remaining = self.producer.flush(60)
+        if remaining:
+            self.failures.append(f"{remaining} messages not acknowledged within 60 s")
+        if self.failures:
+            msg = f"writing {self.stream} to Kafka topic {self.topic!r} failed: {self.failures[0]}"
+            raise KafkaSinkError(msg)
+
+    def close(self) -> None:
+        try:
+            self._flush()
+        except KafkaException as ex:
+            raise KafkaSinkError(f"closing the {self.stream} producer: {ex}") from ex
