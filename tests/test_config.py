@@ -40,6 +40,23 @@ def test_every_variable_is_read():
         "DMP_SIM_DISORDER": "3s",
         "DMP_SIM_STRAGGLER_RATE": "0",
         "DMP_SIM_MALFORMED_RATE": "0.01",
+        "DMP_SINK": "files,kafka",
+        "DMP_KAFKA_BROKERS": "k1:9092,k2:9092",
+        "DMP_KAFKA_TOPIC": "shop.events",
+        "DMP_KAFKA_START": "latest",
+        "DMP_KAFKA_BOUNDED": "true",
+        "DMP_KAFKA_END_OFFSETS": "1:50,0:40",
+        "DMP_KAFKA_BATCH_MESSAGES": "1000",
+        "DMP_KAFKA_OUTPUT_PREFIX": "shop.",
+        "DMP_KAFKA_OUTPUT_PARTITIONS": "6",
+        "DMP_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "DMP_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "DMP_KAFKA_SASL_USERNAME": "dmp",
+        "DMP_KAFKA_SASL_PASSWORD": "s3cret",
+        "DMP_KAFKA_SSL_CA_LOCATION": "/etc/ca.pem",
+        "DMP_KAFKA_SSL_CERTIFICATE_LOCATION": "/etc/cert.pem",
+        "DMP_KAFKA_SSL_KEY_LOCATION": "/etc/key.pem",
+        "DMP_KAFKA_SSL_KEY_PASSWORD": "k3y",
     }
     assert {v.name for v in VARIABLES} == set(env)
     s = Settings.from_env(env)
@@ -51,6 +68,31 @@ def test_every_variable_is_read():
     assert (sim.events, sim.seed, sim.partitions, sim.users, sim.products) == (1000, 7, 2, 10, 5)
     assert (sim.events_per_second, sim.start_ms, sim.speed, sim.disorder_ms) == (12.5, 1_714_514_400_000, 1.0, 3_000)
     assert (sim.straggler_rate, sim.malformed_rate) == (0.0, 0.01)
+    kafka = s.kafka
+    assert s.sinks == ("files", "kafka")
+    assert (kafka.topic, kafka.start, kafka.bounded, kafka.end_offsets, kafka.batch_messages) == (
+        "shop.events", "latest", True, ((0, 40), (1, 50)), 1000)
+    assert (kafka.output_prefix, kafka.output_partitions) == ("shop.", 6)
+    assert kafka.client_config() == {
+        "bootstrap.servers": "k1:9092,k2:9092",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "dmp",
+        "sasl.password": "s3cret",
+        "ssl.ca.location": "/etc/ca.pem",
+        "ssl.certificate.location": "/etc/cert.pem",
+        "ssl.key.location": "/etc/key.pem",
+        "ssl.key.password": "k3y",
+    }
+
+
+def test_secrets_never_show_in_settings_or_errors():
+    settings = Settings.from_env({"DMP_SINK": "kafka", "DMP_KAFKA_BROKERS": "k:1", "DMP_KAFKA_SASL_PASSWORD": "s3cret",
+                                  "DMP_KAFKA_SSL_KEY_PASSWORD": "k3y"})
+    assert "s3cret" not in repr(settings) and "k3y" not in repr(settings)
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"DMP_SINK": "kafka", "DMP_KAFKA_SASL_PASSWORD": "s3cret"})
+    assert "DMP_KAFKA_BROKERS" in str(error.value) and "s3cret" not in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +112,12 @@ def test_every_variable_is_read():
         ({"DMP_SIM_START": "yesterday"}, "DMP_SIM_START"),
         ({"DMP_SIM_USERS": "2", "DMP_SIM_PARTITIONS": "4"}, "DMP_SIM_USERS"),
         ({"DMP_SIM_EVENTS_PER_SECOND": "0"}, "DMP_SIM_EVENTS_PER_SECOND"),
+        ({"DMP_SOURCE": "kafka"}, "DMP_KAFKA_BROKERS"),
+        ({"DMP_SINK": "kafka"}, "DMP_KAFKA_BROKERS"),
+        ({"DMP_SINK": "files,s3"}, "DMP_SINK"),
+        ({"DMP_KAFKA_TOPIC": "no spaces"}, "DMP_KAFKA_TOPIC"),
+        ({"DMP_KAFKA_END_OFFSETS": "0=5"}, "DMP_KAFKA_END_OFFSETS"),
+        ({"DMP_KAFKA_START": "middle"}, "DMP_KAFKA_START"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_a_message_naming_the_variable(env, named):

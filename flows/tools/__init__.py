@@ -1,0 +1,1 @@
+"""Command-line tools around the flows: a local broker and an event producer."""

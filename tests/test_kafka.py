@@ -1,0 +1,280 @@
+"""Kafka end to end against a real broker (Tansu, started by the tests)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from bytewax.inputs import AbortExecution, FixedPartitionedSource, StatefulSourcePartition
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from confluent_kafka import Producer
+from polars.testing import assert_frame_equal
+
+from flows import dmp
+from flows.engine.config import KafkaSettings, Settings, SimSettings
+from flows.engine.errors import ConfigError
+from flows.engine.sinks import build_outputs
+from flows.engine.sinks.kafka import KafkaSink
+from flows.engine.sources import FileSource, KafkaSource, SimSource
+from flows.engine.testing import run
+from flows.tools.produce import Publisher, raw_batches, records, user_keys
+from tests.conftest import read_topic
+
+pytestmark = pytest.mark.kafka
+
+STREAMS = ("trends", "leaderboard", "late")
+
+
+def publish_simulated(bootstrap: str, topic: str, events: int, seed: int = 3, malformed: float = 0.002) -> dict:
+    """The simulator's records on a topic, keyed by user, as the producer tool does it."""
+    publisher = Publisher(KafkaSettings(brokers=bootstrap), topic)
+    source = SimSource(SimSettings(events=events, seed=seed, partitions=1, users=400, products=150,
+                                   malformed_rate=malformed, straggler_rate=0.003))
+    for batch in raw_batches(source):
+        lines = records(batch)
+        for value, key in zip(lines, user_keys(batch, lines)):
+            publisher.publish(value, key)
+    publisher.flush()
+    return publisher.end_offsets
+
+
+def kafka_run_settings(broker, topic: str, out_dir: Path, prefix: str, **changes) -> Settings:
+    kafka = KafkaSettings(brokers=broker.bootstrap, topic=topic, bounded=True, output_prefix=prefix,
+                          output_partitions=2, batch_messages=2_000)
+    defaults = dict(source="kafka", sinks=("files", "kafka"), out_dir=out_dir, shards=3, kafka=kafka,
+                    window_ms=60_000, allowed_lateness_ms=20_000)
+    return Settings(**{**defaults, **changes})
+
+
+def rows(messages) -> pl.DataFrame:
+    frame = pl.DataFrame([json.loads(m.value) for m in messages])
+    return frame.sort(frame.columns)
+
+
+def file_rows(out_dir: Path, stream: str) -> pl.DataFrame:
+    frame = pl.read_ndjson(out_dir / stream / "part-0000.jsonl")
+    return frame.sort(frame.columns)
+
+
+@pytest.fixture(scope="module")
+def shop_topic(kafka_broker, tmp_path_factory):
+    """A 3-partition topic of simulated shop events, and one bounded run of flows.dmp over it."""
+    topic = kafka_broker.create_topic("shop-events", 3)
+    ends = publish_simulated(kafka_broker.bootstrap, topic, events=15_000)
+    out = tmp_path_factory.mktemp("kafka-run")
+    run(dmp.build(kafka_run_settings(kafka_broker, topic, out, "one.")))
+    return {"topic": topic, "ends": ends, "out": out, "prefix": "one."}
+
+
+def test_kafka_results_equal_a_file_run_over_the_same_partitions(kafka_broker, shop_topic, tmp_path):
+    # Each Kafka partition, in offset order, becomes one file: the same source partitions.
+    messages = read_topic(kafka_broker.bootstrap, shop_topic["topic"])
+    paths = []
+    for partition in range(3):
+        path = tmp_path / f"partition-{partition}.jsonl"
+        path.write_bytes(b"".join(m.value + b"\n" for m in messages if m.partition == partition))
+        paths.append(path)
+    file_out = tmp_path / "files"
+    settings = Settings(out_dir=file_out, shards=3, window_ms=60_000, allowed_lateness_ms=20_000)
+    run(dmp.build(settings, source=FileSource(paths), outputs=build_outputs(settings)))
+    for stream in STREAMS:
+        kafka_rows = rows(read_topic(kafka_broker.bootstrap, f"{shop_topic['prefix']}{stream}"))
+        late_columns = [c for c in kafka_rows.columns if c != "partition"]  # partition names differ by design
+        expected = file_rows(file_out, stream).select(late_columns if stream == "late" else kafka_rows.columns)
+        got = kafka_rows.select(expected.columns)
+        assert_frame_equal(got.sort(got.columns), expected.sort(expected.columns))
+        assert file_rows(shop_topic["out"], stream).height == kafka_rows.height  # files and topic agree
+    assert read_topic(kafka_broker.bootstrap, f"{shop_topic['prefix']}trends")  # and there are results
+
+
+def test_every_record_is_accounted_for(shop_topic):
+    summary = json.loads((shop_topic["out"] / "summary.json").read_text())
+    assert summary["records"] == sum(shop_topic["ends"].values()) == 15_000
+    assert summary["reconciled"] and summary["dead_letters"] > 0 and summary["late"] > 0
+
+
+def test_results_are_keyed_by_their_natural_key(kafka_broker, shop_topic):
+    trends = read_topic(kafka_broker.bootstrap, f"{shop_topic['prefix']}trends")
+    assert all(m.key == json.loads(m.value)["product_id"].encode() for m in trends)
+    board = read_topic(kafka_broker.bootstrap, f"{shop_topic['prefix']}leaderboard")
+    assert all(m.key.decode() == "{window_start}#{rank}".format(**json.loads(m.value)) for m in board)
+
+
+def test_the_dead_letter_topic_holds_exactly_the_malformed_records_bytes_intact(kafka_broker, topic_factory, tmp_path):
+    topic = topic_factory(partitions=2)
+    good = {"event_type": "view", "ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": "p"}
+    bad = [b"{truncated", b"\xff\xfe not utf-8", json.dumps({**good, "price": -5}).encode(), b"", b"[1, 2]"]
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    origins = {}
+
+    def remember(error, message):
+        assert error is None
+        origins[message.value()] = (message.partition(), message.offset(), message.key())
+
+    for index in range(40):
+        producer.produce(topic, json.dumps({**good, "user_id": index}).encode(), key=str(index).encode())
+        if index % 8 == 0:
+            value = bad[index // 8]
+            producer.produce(topic, value, key=f"bad-{index}".encode(), on_delivery=remember)
+    producer.flush(30)
+
+    run(dmp.build(kafka_run_settings(kafka_broker, topic, tmp_path, "dlq.")))
+    letters = read_topic(kafka_broker.bootstrap, "dlq.dead_letters")
+    assert sorted(m.value for m in letters) == sorted(bad)
+    for letter in letters:
+        partition, offset, key = origins[letter.value]
+        assert letter.key == key  # the original key, so a replay lands on the original partition
+        assert letter.headers["dmp.topic"] == topic.encode()
+        assert letter.headers["dmp.partition"] == str(partition).encode()
+        assert letter.headers["dmp.offset"] == str(offset).encode()
+        assert letter.headers["dmp.reason"]
+
+
+def test_one_and_two_workers_write_the_same_results(kafka_broker, shop_topic, tmp_path):
+    settings = kafka_run_settings(kafka_broker, shop_topic["topic"], tmp_path, "two.")
+    run(dmp.build(settings), workers=2)
+    for stream in STREAMS:
+        one = rows(read_topic(kafka_broker.bootstrap, f"{shop_topic['prefix']}{stream}"))
+        two = rows(read_topic(kafka_broker.bootstrap, f"two.{stream}"))
+        assert_frame_equal(one, two)
+
+
+def test_a_plain_producer_written_the_seeds_way_is_ingested(kafka_broker, topic_factory, tmp_path):
+    topic = topic_factory()
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
+    for _ in range(3):
+        producer.produce(topic, json.dumps({"user_id": 1, "product_id": 1001, "purchase_time": "2021-03-01 10:00:00"}).encode())
+    producer.flush(30)
+    run(dmp.build(kafka_run_settings(kafka_broker, topic, tmp_path, "seed.")))
+    (trend,) = [json.loads(m.value) for m in read_topic(kafka_broker.bootstrap, "seed.trends")]
+    assert (trend["window_start"], trend["product_id"], trend["purchases"], trend["revenue"]) == (
+        "2021-03-01T10:00:00Z", "1001", 3, 0.0)
+    (leader,) = [json.loads(m.value) for m in read_topic(kafka_broker.bootstrap, "seed.leaderboard")]
+    assert (leader["rank"], leader["product_id"], leader["units"]) == (1, "1001", 3)
+
+
+def test_bounded_mode_can_stop_at_explicit_end_offsets(kafka_broker, shop_topic, tmp_path):
+    ends = {partition: offset // 2 for partition, offset in shop_topic["ends"].items()}
+    kafka = KafkaSettings(brokers=kafka_broker.bootstrap, topic=shop_topic["topic"], end_offsets=tuple(ends.items()))
+    settings = Settings(source="kafka", kafka=kafka, out_dir=tmp_path)
+    run(dmp.build(settings))
+    assert json.loads((tmp_path / "summary.json").read_text())["records"] == sum(ends.values())
+
+
+def test_a_partition_resumes_exactly_after_its_snapshot(kafka_broker, shop_topic):
+    source = KafkaSource(KafkaSettings(brokers=kafka_broker.bootstrap, topic=shop_topic["topic"], bounded=True,
+                                       batch_messages=500))
+    name = source.partitions()[1]
+
+    def drain(part, limit=None):
+        out = []
+        while limit is None or len(out) < limit:
+            try:
+                out.extend(part.next_batch())
+            except StopIteration:
+                return out
+        return out
+
+    first = source.build_part("read", name, None)
+    head = drain(first, limit=3)
+    position = first.snapshot()
+    first.close()
+    tail = drain(source.build_part("read", name, position))
+    whole = drain(source.build_part("read", name, None))
+    offsets = [o for b in head + tail for o in b.offsets]
+    assert offsets == [o for b in whole for o in b.offsets] == list(range(shop_topic["ends"][1]))
+    assert tail[-1].last and not head[-1].last
+
+
+@pytest.mark.parametrize(
+    ("brokers", "topic", "named"),
+    [("127.0.0.1:1", "events", "DMP_KAFKA_BROKERS"), (None, "no-such-topic", "DMP_KAFKA_TOPIC")],
+)
+def test_a_missing_broker_or_topic_fails_at_start_up_naming_the_setting(kafka_broker, brokers, topic, named, monkeypatch):
+    monkeypatch.setattr("flows.engine.sources.kafka._METADATA_SECONDS", 2.0)
+    settings = KafkaSettings(brokers=brokers or kafka_broker.bootstrap, topic=topic)
+    with pytest.raises(ConfigError, match=named):
+        KafkaSource(settings)
+
+
+def test_a_full_producer_queue_is_drained_and_retried_never_dropped(kafka_broker, topic_factory, monkeypatch):
+    topic = topic_factory()
+    monkeypatch.setitem(__import__("flows.engine.sinks.kafka", fromlist=["x"]).PRODUCER_DEFAULTS,
+                        "queue.buffering.max.messages", 10)
+    sink = KafkaSink(KafkaSettings(brokers=kafka_broker.bootstrap, output_prefix=topic + "."), "trends")
+    kafka_broker.create_topic(sink.topic)
+    frame = pl.DataFrame({"product_id": [str(i) for i in range(300)], "views": list(range(300))})
+    part = sink.build("write", 0, 1)
+    part.write_batch([("k", frame)])  # 30 times more rows than the queue holds
+    assert len(read_topic(kafka_broker.bootstrap, sink.topic)) == 300
+
+
+class AbortAfter(FixedPartitionedSource):
+    """A source that stops the whole execution once, after ``batches`` batches (like a crash)."""
+
+    def __init__(self, inner, batches: int):
+        self.inner, self.batches, self.fired = inner, batches, False
+        self.records_after_abort = 0
+
+    def partitions(self):
+        return self.inner.partitions()
+
+    def list_parts(self):
+        return self.inner.list_parts()
+
+    def build_part(self, step_id, for_part, resume_state):
+        return _AbortPart(self, self.inner.build_part(step_id, for_part, resume_state))
+
+
+class _AbortPart(StatefulSourcePartition):
+    def __init__(self, owner, inner):
+        self.owner, self.inner = owner, inner
+
+    def next_batch(self):
+        if not self.owner.fired:
+            self.owner.batches -= 1
+            if self.owner.batches < 0:
+                self.owner.fired = True
+                raise AbortExecution()
+            return self.inner.next_batch()
+        batches = self.inner.next_batch()
+        self.owner.records_after_abort += sum(len(b.payload) for b in batches)
+        return batches
+
+    def snapshot(self):
+        return self.inner.snapshot()
+
+
+def test_a_run_stopped_after_a_snapshot_and_resumed_loses_nothing(kafka_broker, shop_topic, tmp_path):
+    settings = kafka_run_settings(kafka_broker, shop_topic["topic"], tmp_path, "resume.", read_ahead=0)
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    init_db_dir(recovery, 1)
+    config = RecoveryConfig(str(recovery))
+    source = AbortAfter(KafkaSource(settings.kafka), batches=12)
+    flow = dmp.build(settings, source=source)
+    run(flow, epoch_interval=timedelta(0), recovery_config=config)  # stops after 12 batches
+    assert source.fired
+    partial = len(read_topic(kafka_broker.bootstrap, "resume.trends"))
+    run(dmp.build(settings, source=source), epoch_interval=timedelta(0), recovery_config=config)  # resumes
+
+    for stream in STREAMS:
+        messages = read_topic(kafka_broker.bootstrap, f"resume.{stream}")
+        # At least once: a repeat of the last epoch is allowed only byte for byte.
+        by_row: dict[bytes, set[bytes]] = {}
+        for message in messages:
+            row = json.loads(message.value)
+            identity = json.dumps({k: row[k] for k in ("window_start", "product_id", "rank", "event_id") if k in row})
+            by_row.setdefault(identity.encode(), set()).add(message.value)
+        assert all(len(values) == 1 for values in by_row.values()), f"{stream}: a repeat differs"
+        unique = pl.DataFrame([json.loads(next(iter(v))) for v in by_row.values()])
+        expected = rows(read_topic(kafka_broker.bootstrap, f"{shop_topic['prefix']}{stream}"))
+        assert_frame_equal(unique.sort(unique.columns), expected)
+    assert 0 < partial < len(read_topic(kafka_broker.bootstrap, "resume.trends"))
+    # The resumed run started from its snapshot, not from the beginning of the topic.
+    assert 0 < source.records_after_abort < sum(shop_topic["ends"].values())
+    # The file outputs of the same runs are exactly once.
+    assert_frame_equal(file_rows(tmp_path, "trends"), file_rows(shop_topic["out"], "trends"))
