@@ -1,20 +1,26 @@
-"""Read-ahead: a partition reads and decodes its next batches on another core.
+"""Read-ahead: a worker's partitions read, and decode, their next batches on another core.
 
 In: any of our partitioned sources and a ``prepare`` function (the flow's
-decoder). Out: the same batches, in the same order, each already passed
-through ``prepare`` by a background thread while the worker thread was busy
-with earlier ones. Polars and file reads release the GIL, so on a machine
-with two cores decoding overlaps the windowing instead of alternating with
-it (measured: see the README's benchmark section).
+decoder, which passes already-decoded batches through). Out: the same
+batches, in the same order per partition, read ahead by one background
+thread per worker, and decoded ahead too whenever that thread has time
+(see :class:`_Reader` for how the decoding balances itself between it and
+the worker). Polars, file reads and the Kafka client release the GIL, so on
+a 2-core machine the reading and decoding overlap the windowing instead of
+alternating with it (see the README's benchmarks). One thread serves all
+of a worker's partitions in turn: four Kafka partitions cost one extra
+thread, not four competing ones.
 
-Snapshots stay exact: every prepared batch carries the partition's position
-*after* it, and the partition reports the position after the last batch it
-actually emitted, never one that is only read ahead.
+Snapshots stay exact: every fetched batch carries its partition's position
+*after* it, and a partition reports the position after the last batch it
+actually emitted, never one that is only read ahead. A batch the reader
+fails to decode is handed over raw, so the error surfaces in the flow's
+decode step exactly as it would without read-ahead.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -22,13 +28,7 @@ from typing import Any, Callable
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-_POLL = timedelta(milliseconds=1)
-
-
-@dataclass(frozen=True)
-class _Ready:
-    items: list[Any]
-    position: Any
+_WAIT = timedelta(milliseconds=2)
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class ReadAheadSource(FixedPartitionedSource):
         self.inner = inner
         self.prepare = prepare
         self.depth = depth
+        self._readers: dict[int, _Reader] = {}
+        self._lock = threading.Lock()
 
     def partitions(self) -> list[str]:
         return self.inner.partitions()  # type: ignore[attr-defined]
@@ -58,73 +60,167 @@ class ReadAheadSource(FixedPartitionedSource):
         return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> ReadAheadPartition:
-        inner = self.inner.build_part(step_id, for_part, resume_state)
-        return ReadAheadPartition(inner, self.prepare, self.depth, name=f"{step_id}:{for_part}")
+        # Partitions are built on their worker's thread: one reader per worker.
+        with self._lock:
+            worker = threading.get_ident()
+            reader = self._readers.get(worker)
+            if reader is None or not reader.is_alive():
+                reader = self._readers[worker] = _Reader(self.prepare, f"read-ahead {step_id}")
+        partition = ReadAheadPartition(self.inner.build_part(step_id, for_part, resume_state), self.depth, reader)
+        reader.add(partition)
+        return partition
+
+
+class _Reader(threading.Thread):
+    """One background thread per worker: fetches ahead first, decodes when it has time.
+
+    Fetching keeps every partition ``depth`` batches ahead; with time to
+    spare (all queues full), the thread decodes the oldest raw batches. The
+    worker takes the head of a queue as it is: decoded if the reader got to
+    it, raw otherwise (the flow's decode step decodes it then). So the work
+    balances itself: file reads are cheap and nearly every batch arrives
+    decoded; Kafka polls are not, and the worker decodes what the reader
+    cannot. (Measured: a second background thread was slower on two cores.)
+    """
+
+    def __init__(self, prepare: Callable[[Any], Any], name: str):
+        super().__init__(name=name, daemon=True)
+        self.prepare = prepare
+        self.partitions: list[ReadAheadPartition] = []
+        self.changed = threading.Condition()
+        self.stopping = False
+        self.started_once = False
+
+    def add(self, partition: ReadAheadPartition) -> None:
+        with self.changed:
+            self.partitions.append(partition)
+            self.changed.notify_all()
+        if not self.started_once:
+            self.started_once = True
+            self.start()
+
+    def remove(self, partition: ReadAheadPartition) -> None:
+        with self.changed:
+            if partition in self.partitions:
+                self.partitions.remove(partition)
+            self.stopping = not self.partitions
+            self.changed.notify_all()
+
+    def run(self) -> None:
+        while True:
+            with self.changed:
+                if self.stopping:
+                    return
+                partitions = list(self.partitions)
+            fetching = [p for p in partitions if p.wants_more()]
+            if fetching and any([partition.fetch_one() for partition in fetching]):
+                continue
+            if any([partition.decode_one(self.prepare) for partition in partitions]):
+                continue
+            with self.changed:
+                # Nothing fetched (an idle source) or every queue full and decoded: wait.
+                self.changed.wait(0.05 if not fetching else 0.001)
+
+
+@dataclass
+class _Slot:
+    """One fetched batch: raw until the reader decodes it (``claimed`` while it does)."""
+
+    items: list[Any]
+    position: Any
+    decoded: bool = False
+    claimed: bool = False
 
 
 class ReadAheadPartition(StatefulSourcePartition):
-    def __init__(self, inner: StatefulSourcePartition, prepare: Callable[[Any], Any], depth: int, name: str):
+    def __init__(self, inner: StatefulSourcePartition, depth: int, reader: _Reader):
         self.inner = inner
-        self.prepare = prepare
+        self.depth = depth
+        self.reader = reader
         self.position = inner.snapshot()
-        self.ready: queue.Queue = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self.waiting = False
-        self.thread = threading.Thread(target=self._run, name=f"read-ahead {name}", daemon=True)
-        self.thread.start()
+        self.queue: collections.deque = collections.deque()  # _Slot, then maybe _Ended / _Failed
+        self.lock = threading.Condition()
+        self.done = False  # the inner partition ended or failed (seen by the reader)
+        self.idle = False  # the worker found nothing: poll again in a moment
+        self.hungry = False  # the worker waited or decoded itself: leave it the head
+        self.not_before: datetime | None = None
 
-    def _run(self) -> None:
+    # -- reader thread ------------------------------------------------------------
+    def wants_more(self) -> bool:
+        if self.done or len(self.queue) >= self.depth:
+            return False
+        return self.not_before is None or datetime.now(timezone.utc) >= self.not_before
+
+    def fetch_one(self) -> bool:
+        """Read one raw batch of this partition; whether anything came."""
         try:
-            while not self.stop.is_set():
-                self._sleep_until(self.inner.next_awake())  # e.g. the simulator's pacing
-                try:
-                    items = self.inner.next_batch()
-                except StopIteration:
-                    self._put(_Ended())
-                    return
-                if not items:
-                    self._sleep_until(datetime.now(timezone.utc) + _POLL)
-                    continue
-                prepared = [self.prepare(item) for item in items]
-                self._put(_Ready(prepared, self.inner.snapshot()))
+            items = self.inner.next_batch()
+        except StopIteration:
+            message: Any = _Ended()
         except BaseException as ex:  # noqa: BLE001 - re-raised in the worker thread
-            self._put(_Failed(ex))
+            message = _Failed(ex)
+        else:
+            self.not_before = self.inner.next_awake()  # e.g. the simulator's pacing
+            if not items:
+                return False
+            message = _Slot(items, self.inner.snapshot())
+        with self.lock:
+            if not isinstance(message, _Slot):
+                self.done = True
+            self.queue.append(message)
+        return True
 
-    def _sleep_until(self, moment: datetime | None) -> None:
-        if moment is not None:
-            self.stop.wait(max(0.0, (moment - datetime.now(timezone.utc)).total_seconds()))
+    def decode_one(self, prepare: Callable[[Any], Any]) -> bool:
+        """Decode the oldest raw batch the worker has not taken; whether there was one.
 
-    def _put(self, message: Any) -> None:
-        while not self.stop.is_set():
-            try:
-                self.ready.put(message, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def next_batch(self) -> list[Any]:
+        While the worker is hungry (it found nothing, or had to decode its
+        last batch itself), its next batch (the head) is left raw for it:
+        two cores decoding, instead of the worker waiting on the reader.
+        """
+        with self.lock:
+            candidates = list(self.queue)[1:] if self.hungry else self.queue
+            slot = next((s for s in candidates if isinstance(s, _Slot) and not s.decoded and not s.claimed), None)
+            if slot is None:
+                return False
+            slot.claimed = True
         try:
-            message = self.ready.get_nowait()
-        except queue.Empty:
-            self.waiting = True  # nothing prepared yet: come back in a moment
-            return []
-        self.waiting = False
-        if isinstance(message, _Ended):
-            self.ready.put_nowait(message)  # stay ended if asked again
-            raise StopIteration
-        if isinstance(message, _Failed):
-            raise message.error
-        self.position = message.position
-        return message.items
+            decoded = [prepare(item) for item in slot.items]
+        except BaseException:  # noqa: BLE001 - the worker's decode step will meet it again
+            decoded = None
+        with self.lock:
+            if decoded is not None:
+                slot.items, slot.decoded = decoded, True
+            slot.claimed = False
+            self.lock.notify_all()
+        return True
+
+    # -- worker thread ------------------------------------------------------------
+    def next_batch(self) -> list[Any]:
+        with self.lock:
+            while self.queue and isinstance(self.queue[0], _Slot) and self.queue[0].claimed:
+                self.lock.wait()  # the reader is decoding it right now; it will not be long
+            if not self.queue:
+                self.idle = self.hungry = True  # nothing fetched yet: come back in a moment
+                return []
+            self.idle = False
+            self.hungry = isinstance(self.queue[0], _Slot) and not self.queue[0].decoded
+            head = self.queue[0]
+            if isinstance(head, _Ended):
+                raise StopIteration
+            if isinstance(head, _Failed):
+                raise head.error
+            self.queue.popleft()
+        with self.reader.changed:
+            self.reader.changed.notify_all()  # there is room again
+        self.position = head.position
+        return head.items  # decoded, or raw for the flow's decode step
 
     def next_awake(self) -> datetime | None:
-        # The background thread honours the inner partition's own schedule.
-        return datetime.now(timezone.utc) + _POLL if self.waiting else None
+        return datetime.now(timezone.utc) + _WAIT if self.idle else None
 
     def snapshot(self) -> Any:
         return self.position
 
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
+        self.reader.remove(self)
         self.inner.close()
