@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -207,13 +208,14 @@ def test_a_full_producer_queue_is_drained_and_retried_never_dropped(kafka_broker
     sink = KafkaSink(KafkaSettings(brokers=kafka_broker.bootstrap, output_prefix=topic + "."), "trends")
     kafka_broker.create_topic(sink.topic)
     frame = pl.DataFrame({"product_id": [str(i) for i in range(300)], "views": list(range(300))})
-    part = sink.build("write", 0, 1)
-    part.write_batch([("k", frame)])  # 30 times more rows than the queue holds
+    part = sink.build_part("write", sink.list_parts()[0], None)
+    part.write_batch([frame])  # 30 times more rows than the queue holds
+    part.snapshot()  # the end of the epoch: everything acknowledged
     assert len(read_topic(kafka_broker.bootstrap, sink.topic)) == 300
 
 
 class AbortAfter(FixedPartitionedSource):
-    """A source that stops the whole execution once, after ``batches`` batches (like a crash)."""
+    """A source that stops the whole execution once, after ``batches`` non-empty batches (a crash)."""
 
     def __init__(self, inner, batches: int):
         self.inner, self.batches, self.fired = inner, batches, False
@@ -234,13 +236,14 @@ class _AbortPart(StatefulSourcePartition):
         self.owner, self.inner = owner, inner
 
     def next_batch(self):
-        if not self.owner.fired:
-            self.owner.batches -= 1
-            if self.owner.batches < 0:
-                self.owner.fired = True
-                raise AbortExecution()
-            return self.inner.next_batch()
         batches = self.inner.next_batch()
+        if not self.owner.fired:
+            if batches:  # empty polls do not count
+                self.owner.batches -= 1
+                if self.owner.batches < 0:
+                    self.owner.fired = True
+                    raise AbortExecution()  # these batches were never emitted, nor snapshotted
+            return batches
         self.owner.records_after_abort += sum(len(b.payload) for b in batches)
         return batches
 
@@ -250,13 +253,14 @@ class _AbortPart(StatefulSourcePartition):
 
 def test_a_run_stopped_after_a_snapshot_and_resumed_loses_nothing(kafka_broker, shop_topic, tmp_path):
     settings = kafka_run_settings(kafka_broker, shop_topic["topic"], tmp_path, "resume.", read_ahead=0)
+    settings = settings.replace(kafka=dataclasses.replace(settings.kafka, batch_messages=500))  # ~30 batches
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     init_db_dir(recovery, 1)
     config = RecoveryConfig(str(recovery))
-    source = AbortAfter(KafkaSource(settings.kafka), batches=12)
+    source = AbortAfter(KafkaSource(settings.kafka), batches=15)
     flow = dmp.build(settings, source=source)
-    run(flow, epoch_interval=timedelta(0), recovery_config=config)  # stops after 12 batches
+    run(flow, epoch_interval=timedelta(0), recovery_config=config)  # stops half-way
     assert source.fired
     partial = len(read_topic(kafka_broker.bootstrap, "resume.trends"))
     run(dmp.build(settings, source=source), epoch_interval=timedelta(0), recovery_config=config)  # resumes

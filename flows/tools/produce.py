@@ -75,7 +75,8 @@ class Publisher:
 
     def __init__(self, settings: KafkaSettings, topic: str):
         self.topic = topic
-        self.producer = Producer({**settings.client_config(), **PRODUCER_DEFAULTS})
+        # Every delivery report is wanted here: they give the end offsets.
+        self.producer = Producer({**settings.client_config(), **PRODUCER_DEFAULTS, "delivery.report.only.error": False})
         self.failures: list[str] = []
         self.end_offsets: dict[int, int] = {}
         self.sent = 0
