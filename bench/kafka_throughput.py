@@ -1,0 +1,191 @@
+"""Kafka in, Kafka out: flows.dmp against the ceilings and against per-event Bytewax.
+
+    python bench/kafka_throughput.py                     # 2M events, one worker each
+    python bench/kafka_throughput.py --events 500000
+
+Starts a local broker (Tansu, from the dev extra), publishes the simulator's
+events once to a 4-partition topic (keyed by user), then measures on that
+same topic, each in a fresh process with one worker, timing only the work:
+
+(a) the raw consume rate with confluent-kafka alone;
+(b) consume + JSON parse into Polars frames: the ceiling of any JSON pipeline;
+(c) Kafka -> flows.dmp -> Kafka (trends, leaderboard, late, dead letters);
+(d) the idiomatic Bytewax pipeline from its docs: KafkaSource -> json.loads
+    -> key_on product -> fold_window (EventClock, TumblingWindower) -> KafkaSink.
+
+Prints events/s of each and the ratios (c)/(b) and (c)/(d).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOPIC = "bench-events"
+PARTITIONS = 4
+WINDOW = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def consume_all(bootstrap: str, on_batch) -> int:  # noqa: ANN001
+    """Read the whole topic with one consumer per partition's worth of assignment; return messages."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    from flows.engine.sources.kafka import CONSUMER_DEFAULTS
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "enable.partition.eof": True,
+                         **CONSUMER_DEFAULTS})
+    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
+    ended, count = set(), 0
+    while len(ended) < PARTITIONS:
+        messages = consumer.consume(50_000, 0.1)
+        values = []
+        for message in messages:
+            if message.error():
+                if message.error().code() == KafkaError._PARTITION_EOF:
+                    ended.add(message.partition())
+                continue
+            values.append(message.value())
+        count += len(values)
+        if values:
+            on_batch(values)
+    consumer.close()
+    return count
+
+
+def raw_consume(bootstrap: str) -> float:
+    started = time.perf_counter()
+    consume_all(bootstrap, lambda values: None)
+    return time.perf_counter() - started
+
+
+def consume_and_parse(bootstrap: str) -> float:
+    import polars as pl
+
+    schema = {name: pl.String for name in ("event_id", "event_type", "ts", "user_id", "product_id")}
+    schema.update({"price": pl.Float64, "quantity": pl.Int64})
+    started = time.perf_counter()
+    consume_all(bootstrap, lambda values: pl.read_ndjson(io.BytesIO(b"\n".join(values)), schema=schema))
+    return time.perf_counter() - started
+
+
+def columnar(bootstrap: str) -> float:
+    from bytewax.testing import run_main
+
+    from flows import dmp
+    from flows.engine.config import KafkaSettings, Settings
+
+    kafka = KafkaSettings(brokers=bootstrap, topic=TOPIC, bounded=True, output_prefix=f"bench-dmp-{time.time_ns()}.")
+    flow = dmp.build(Settings(source="kafka", sinks=("kafka",), kafka=kafka, summary=False))
+    started = time.perf_counter()
+    run_main(flow)
+    return time.perf_counter() - started
+
+
+def per_event(bootstrap: str) -> float:
+    import bytewax.operators as op
+    from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
+    from bytewax.dataflow import Dataflow
+    from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
+    from bytewax.testing import run_main
+
+    from flows.tools.broker import LocalBroker  # noqa: F401 - same environment as the others
+
+    def parse(message):  # noqa: ANN001
+        try:
+            event = json.loads(message.value)
+            event["ts"] = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
+            return event
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def add(acc: list, event: dict) -> list:
+        kind = event["event_type"]
+        if kind == "view":
+            acc[0] += 1
+        elif kind == "add_to_cart":
+            acc[1] += 1
+        elif kind == "purchase":
+            acc[2] += 1
+            acc[3] += round((event.get("price") or 0.0) * 1_000_000) * (event.get("quantity") or 1)
+        return acc
+
+    flow = Dataflow("per_event_kafka")
+    messages = op.input("read", flow, KafkaSource([bootstrap], [TOPIC], tail=False, batch_size=10_000))
+    events = op.filter_map("parse", messages, parse)
+    keyed = op.key_on("by_product", events, lambda e: str(e["product_id"]))
+    clock = EventClock(lambda e: e["ts"], wait_for_system_duration=timedelta(seconds=30))
+    totals = fold_window("trends", keyed, clock, TumblingWindower(WINDOW, EPOCH), lambda: [0, 0, 0, 0], add,
+                         lambda a, b: [x + y for x, y in zip(a, b)])
+    out = op.map("to_message", totals.down,
+                 lambda kv: KafkaSinkMessage(kv[0].encode(), json.dumps({"window": kv[1][0], "totals": kv[1][1]}).encode()))
+    op.output("write", out, KafkaSink([bootstrap], "bench-per-event.trends"))
+    started = time.perf_counter()
+    run_main(flow)
+    return time.perf_counter() - started
+
+
+VARIANTS = {
+    "(a) consume only": raw_consume,
+    "(b) consume + JSON parse": consume_and_parse,
+    "(c) Kafka -> flows.dmp -> Kafka": columnar,
+    "(d) per-event Bytewax": per_event,
+}
+
+
+def publish(bootstrap: str, events: int) -> None:
+    from flows.tools.produce import main as produce
+
+    # Clean JSON, so (b), the ceiling of parsing, is defined; dead letters are tested elsewhere.
+    produce(["--brokers", bootstrap, "--topic", TOPIC, "--sim", "--events", str(events), "--malformed-rate", "0",
+             "--quiet"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--run", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        print(json.dumps({"seconds": VARIANTS[args.run](args.bootstrap)}))
+        return
+
+    from flows.tools.broker import LocalBroker
+
+    with LocalBroker(log_path=Path(tempfile.gettempdir()) / "bench-tansu.log") as broker:
+        broker.create_topic(TOPIC, PARTITIONS)
+        for stream in ("trends", "leaderboard", "late", "dead_letters"):
+            broker.create_topic(f"bench-dmp.{stream}", 3)
+        broker.create_topic("bench-per-event.trends", 3)
+        started = time.perf_counter()
+        publish(broker.bootstrap, args.events)
+        print(f"published {args.events:,} events to {TOPIC} ({PARTITIONS} partitions) in "
+              f"{time.perf_counter() - started:.1f}s; one worker each:")
+        rates = {}
+        for name in VARIANTS:
+            done = subprocess.run([sys.executable, __file__, "--run", name, "--bootstrap", broker.bootstrap],
+                                  capture_output=True, text=True, cwd=ROOT)
+            if done.returncode:
+                print(done.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{name} failed")
+            seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+            rates[name] = args.events / seconds
+            print(f"  {name:<34} {seconds:8.2f} s {rates[name]:>12,.0f} events/s", flush=True)
+    a, b, c, d = rates.values()
+    print(f"  (c) / (b)  {c / b:6.0%}   (target >= 70%)")
+    print(f"  (c) / (d)  {c / d:6.1f}x  (target >= 10x)")
+
+
+if __name__ == "__main__":
+    main()
