@@ -115,3 +115,27 @@ def test_bad_configuration_fails_at_start_up_naming_the_setting(settings, messag
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.kafka
+def test_kafka_mode_from_the_command_line(kafka_broker, topic_factory, tmp_path):
+    from tests.conftest import read_topic
+
+    topic = topic_factory(partitions=2)
+    published = subprocess.run(
+        [sys.executable, "-m", "flows.tools.produce", "--brokers", kafka_broker.bootstrap, "--topic", topic,
+         "--sim", "--events", "20000", "--quiet"],
+        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120,
+    )
+    assert published.returncode == 0, published.stderr
+    assert "published 20,000 records" in published.stdout
+    done = bytewax_run(settings={
+        "DMP_SOURCE": "kafka", "DMP_KAFKA_BROKERS": kafka_broker.bootstrap, "DMP_KAFKA_TOPIC": topic,
+        "DMP_KAFKA_BOUNDED": "true", "DMP_SINK": "files,kafka", "DMP_KAFKA_OUTPUT_PREFIX": f"{topic}.",
+        "DMP_OUT_DIR": str(tmp_path),
+    })
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["records"] == 20_000 and summary["reconciled"]
+    trends = read_topic(kafka_broker.bootstrap, f"{topic}.trends")
+    assert len(trends) == outputs(tmp_path)["trends"].height > 0
