@@ -94,7 +94,7 @@ def test_a_late_event_is_reported_with_the_watermark_it_missed_and_not_counted(s
 
 def test_malformed_records_are_dead_letters_with_their_position(shop):
     (letter,) = shop.frame("dead_letters").rows(named=True)
-    assert (letter["raw"], letter["source"]) == ("oops", "b:3")
+    assert (letter["raw"], letter["source"]) == (b"oops", "b:3")  # the bytes, unchanged
     assert letter["reason"].startswith("invalid JSON")
 
 
@@ -136,4 +136,4 @@ def test_outputs_have_their_documented_schemas(shop):
 
     assert shop.frame("trends").schema == trends.OUTPUT_SCHEMA
     assert shop.frame("leaderboard").schema == leaderboard.OUTPUT_SCHEMA
-    assert shop.frame("dead_letters").columns == ["reason", "raw", "source"]
+    assert shop.frame("dead_letters").columns == ["reason", "raw", "source", "key"]

@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 from flows import dmp
 from flows.engine.config import Settings, SimSettings
 from flows.engine.schema import RawBatch
-from flows.engine.sinks import STREAMS, Outputs, FileSink
+from flows.engine.sinks import STREAMS, Outputs, build_outputs
 from flows.engine.sources import SimSource
 from flows.engine.testing import batches, interleave
 
@@ -38,7 +38,7 @@ def simulated_batches() -> list:
 
 
 def outputs(out_dir: Path) -> Outputs:
-    return Outputs(**{name: FileSink(out_dir / name) for name in STREAMS})
+    return build_outputs(Settings(out_dir=out_dir, summary=False))
 
 
 def read(out_dir: Path, stream: str) -> pl.DataFrame:
