@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from flows.engine.aggregate import ClosedWindows
+from flows.engine.shards import ClosedWindows
 from flows.engine.analytics.leaderboard import leaderboard, top_n
 from flows.engine.analytics.trends import TrendChange, compare_with_previous, trends_aggregate
 from flows.engine.present import money
@@ -54,7 +54,7 @@ def test_a_product_absent_from_the_preceding_window_is_new():
 
 
 def test_trend_change_compares_consecutive_windows_closed_together():
-    logic = TrendChange(MINUTE, resume=None)
+    logic = TrendChange(TumblingWindow(MINUTE), resume=None)
     closed = window_rows([(0, "a", 1, 0, 0), (MINUTE, "a", 3, 1, 5_000_000)])
     closed = closed.with_columns(
         pl.lit(0, pl.Int64).alias(c) for c in ("carts", "removes", "units")

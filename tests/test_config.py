@@ -8,11 +8,14 @@ import pytest
 
 from flows.engine.config import VARIABLES, Settings, markdown_table, parse_duration_ms
 from flows.engine.errors import ConfigError
+from flows.engine.windows import SlidingWindow, TumblingWindow
 
 
 def test_no_configuration_runs_the_simulator_into_out():
     settings = Settings.from_env({})
     assert (settings.source, settings.out_dir, settings.window_ms, settings.top_n) == ("sim", Path("out"), 60_000, 10)
+    assert settings.window == TumblingWindow(60_000)
+    assert (settings.idle_timeout_ms, settings.dedup, settings.dedup_horizon_ms) == (0, True, 90_000)
 
 
 def test_every_variable_is_read():
@@ -23,7 +26,10 @@ def test_every_variable_is_read():
         "DMP_OUT_DIR": "/tmp/x",
         "DMP_OUT_FORMAT": "parquet",
         "DMP_WINDOW": "5m",
+        "DMP_WINDOW_SLIDE": "1m",
         "DMP_ALLOWED_LATENESS": "1m30s",
+        "DMP_IDLE_TIMEOUT": "15s",
+        "DMP_DEDUP": "false",
         "DMP_TOP_N": "3",
         "DMP_SHARDS": "4",
         "DMP_BATCH_BYTES": "65536",
@@ -64,6 +70,7 @@ def test_every_variable_is_read():
         "file", "data/*.jsonl", "csv", Path("/tmp/x"), "parquet")
     assert (s.window_ms, s.allowed_lateness_ms, s.top_n, s.shards, s.batch_bytes, s.read_ahead, s.summary) == (
         300_000, 90_000, 3, 4, 65_536, 0, False)
+    assert (s.window, s.idle_timeout_ms, s.dedup, s.dedup_horizon_ms) == (SlidingWindow(300_000, 60_000), 15_000, False, None)
     sim = s.sim
     assert (sim.events, sim.seed, sim.partitions, sim.users, sim.products) == (1000, 7, 2, 10, 5)
     assert (sim.events_per_second, sim.start_ms, sim.speed, sim.disorder_ms) == (12.5, 1_714_514_400_000, 1.0, 3_000)
@@ -102,6 +109,10 @@ def test_secrets_never_show_in_settings_or_errors():
         ({"DMP_WINDOW": "1500ms"}, "DMP_WINDOW"),  # windows are whole seconds
         ({"DMP_WINDOW": "0"}, "DMP_WINDOW"),
         ({"DMP_ALLOWED_LATENESS": "-1s"}, "DMP_ALLOWED_LATENESS"),
+        ({"DMP_WINDOW": "5m", "DMP_WINDOW_SLIDE": "2m"}, "DMP_WINDOW_SLIDE"),  # must divide the window
+        ({"DMP_WINDOW_SLIDE": "500ms"}, "DMP_WINDOW_SLIDE"),
+        ({"DMP_IDLE_TIMEOUT": "soon"}, "DMP_IDLE_TIMEOUT"),
+        ({"DMP_DEDUP": "perhaps"}, "DMP_DEDUP"),
         ({"DMP_TOP_N": "0"}, "DMP_TOP_N"),
         ({"DMP_TOP_N": "ten"}, "DMP_TOP_N"),
         ({"DMP_SOURCE": "kafka2"}, "DMP_SOURCE"),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 from flows.engine.errors import ConfigError
+from flows.engine.windows import SlidingWindow, TumblingWindow
 
 SourceKind = Literal["sim", "file", "kafka"]
 SinkKind = Literal["files", "kafka"]
@@ -51,6 +52,15 @@ def parse_duration_ms(text: str) -> int:
         msg = f"expected a duration such as 500ms, 30s, 1m, 1h30m or 0; got {text!r}"
         raise ValueError(msg)
     return total
+
+
+def _optional(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """A parser that reads an empty value as "not set" (``None``)."""
+
+    def parse_optional(text: str) -> object:
+        return None if not text.strip() else parse(text)
+
+    return parse_optional
 
 
 def format_duration_ms(ms: int) -> str:
@@ -223,7 +233,10 @@ class Settings:
     out_dir: Path = Path("out")
     out_format: OutputFormat = "jsonl"
     window_ms: int = 60_000
+    window_slide_ms: int | None = None
     allowed_lateness_ms: int = 30_000
+    idle_timeout_ms: int = 0
+    dedup: bool = True
     top_n: int = 10
     shards: int = 8
     batch_bytes: int = 16 << 20
@@ -269,6 +282,19 @@ class Settings:
             kafka=KafkaSettings(**values["kafka"]),  # type: ignore[arg-type]
         )
 
+    @property
+    def window(self) -> TumblingWindow:
+        """The trend windows: tumbling, or sliding when ``DMP_WINDOW_SLIDE`` is set."""
+        slide = self.window_slide_ms
+        if slide is None or slide == self.window_ms:
+            return TumblingWindow(self.window_ms)
+        return SlidingWindow(self.window_ms, slide)
+
+    @property
+    def dedup_horizon_ms(self) -> int | None:
+        """How far back event ids are remembered (``None``: no de-duplication)."""
+        return self.allowed_lateness_ms + self.window_ms if self.dedup else None
+
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -300,9 +326,18 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DMP_SINK", "sinks", _sinks, "files",
              "Where outputs go: `files`, `kafka`, or both (`files,kafka`)"),
     Variable("DMP_WINDOW", "window_ms", parse_duration_ms, "1m",
-             "Tumbling event-time window length, aligned to the Unix epoch (whole seconds)"),
+             "Event-time window length of trends and the leaderboard, aligned to the Unix epoch (whole seconds)"),
+    Variable("DMP_WINDOW_SLIDE", "window_slide_ms", _optional(parse_duration_ms), "",
+             "Start a window every this often (sliding windows; must divide `DMP_WINDOW`); "
+             "unset: tumbling windows"),
     Variable("DMP_ALLOWED_LATENESS", "allowed_lateness_ms", parse_duration_ms, "30s",
              "How far behind its partition's newest event an event may be and still count"),
+    Variable("DMP_IDLE_TIMEOUT", "idle_timeout_ms", parse_duration_ms, "0",
+             "A source partition silent this long (wall clock) stops holding windows back until it "
+             "delivers again; `0` never (fully deterministic replays)"),
+    Variable("DMP_DEDUP", "dedup", _bool, "true",
+             "Drop events whose `event_id` their partition delivered before (within the allowed "
+             "lateness plus the window), counted in `quality`"),
     Variable("DMP_TOP_N", "top_n", _int(1), "10", "Rows per window in the leaderboard"),
     Variable("DMP_SHARDS", "shards", _int(1), "8",
              "Keyed state shards spread over the workers; fixed for the life of a recovery store"),
@@ -376,8 +411,14 @@ def _validate(settings: Settings) -> None:
         fail("DMP_INPUT", "is required when DMP_SOURCE=file (a path or glob of .jsonl/.csv files)")
     if settings.window_ms <= 0 or settings.window_ms % 1000:
         fail("DMP_WINDOW", f"must be a positive whole number of seconds; got {settings.window_ms} ms")
+    slide = settings.window_slide_ms
+    if slide is not None and (slide <= 0 or slide % 1000 or settings.window_ms % slide):
+        fail("DMP_WINDOW_SLIDE", f"must be a whole number of seconds dividing DMP_WINDOW "
+             f"({settings.window_ms} ms); got {slide} ms")
     if settings.allowed_lateness_ms < 0:
         fail("DMP_ALLOWED_LATENESS", "must be >= 0")
+    if settings.idle_timeout_ms < 0:
+        fail("DMP_IDLE_TIMEOUT", "must be >= 0")
     if settings.top_n < 1:
         fail("DMP_TOP_N", "must be >= 1")
     if settings.shards < 1:

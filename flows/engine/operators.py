@@ -5,8 +5,9 @@ a frozen dataclass of streams; errors and late data are streams too, never
 swallowed:
 
 - :func:`decode`: raw batches -> ``Decoded(events, dead_letters, tallies)``
-- :func:`stamp_event_time`: events -> events stamped with their partition's watermark
-- :func:`window_aggregate`: stamped events -> ``Windowed(complete, late)``
+- :func:`stamp_event_time`: events -> events stamped with their partition's
+  watermark (and duplicates dropped)
+- :func:`window`: stamped events -> ``Windowed(results, late, quality)``
 - :func:`summarize`: tallies -> one run summary at the end of input
 - :func:`write`: a stream to each of its sinks
 """
@@ -14,6 +15,7 @@ swallowed:
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -23,9 +25,10 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
-from flows.engine.aggregate import ClosedWindows, WindowedAggregate, WindowGather, WindowShard, route
+from flows.engine.aggregate import Analytic
 from flows.engine.decode import decode_batch
 from flows.engine.schema import DEFAULT_PARTITION, EventBatch, RawBatch, StampedBatch
+from flows.engine.shards import ClosedWindows, WindowGather, WindowShard, route
 from flows.engine.summary import RunSummary, Tally
 from flows.engine.watermark import PartitionWatermark
 
@@ -85,8 +88,8 @@ def decoder(optional: Sequence[str] | None = None) -> Callable[[Any], DecodedBat
             return item
         raw = as_raw_batch(item)
         result = decode_batch(raw, fields)
-        return DecodedBatch(EventBatch(raw.partition, result.events, result.records, raw.last, raw.read_at),
-                            result.dead_letters)
+        events = EventBatch(raw.partition, result.events, result.records, raw.last, raw.read_at, raw.idle)
+        return DecodedBatch(events, result.dead_letters)
 
     return decode_item
 
@@ -113,48 +116,64 @@ def decode(step_id: str, up: Stream[Any], optional: Sequence[str] | None = None)
 
 
 @operator
-def stamp_event_time(step_id: str, up: Stream[EventBatch], lateness_ms: int) -> Stream[StampedBatch]:
-    """Stamp each event with the watermark of its partition just before it arrived."""
+def stamp_event_time(
+    step_id: str, up: Stream[EventBatch], lateness_ms: int, dedup_horizon_ms: int | None = None
+) -> Stream[StampedBatch]:
+    """Stamp each event with the watermark of its partition just before it arrived.
+
+    With ``dedup_horizon_ms``, events whose ``event_id`` the partition
+    delivered before (within that much event time) are dropped and counted.
+    """
     keyed = op.key_on("key_by_partition", up, lambda batch: batch.partition)
     stamped = op.stateful_batch(
-        "partition_watermark", keyed, lambda resume: PartitionWatermark(lateness_ms, resume)
+        "partition_watermark", keyed, lambda resume: PartitionWatermark(lateness_ms, dedup_horizon_ms, resume)
     )
     return op.key_rm("unkey", stamped)
 
 
 @dataclass(frozen=True)
 class Windowed:
-    complete: KeyedStream[ClosedWindows]
-    """Rows of complete windows (all shards), in window order, each emitted once; keyed by analytic."""
+    results: KeyedStream[ClosedWindows]
+    """Closed windows' rows. Fixed windows: every shard's rows of complete
+    windows together, in window order, each once, keyed by analytic. Sessions:
+    as each shard closes them, keyed by shard."""
     late: KeyedStream[pl.DataFrame]
-    """Events late for their window (with ``window_start`` and ``watermark``), keyed by partition."""
+    """Events late for a window they belong to (with ``window_start``,
+    ``window_end``, ``missed`` and ``watermark``), keyed by partition."""
+    quality: KeyedStream[pl.DataFrame] | None
+    """Fixed windows: one row per window as it closes (and amendments for
+    news that arrives after), keyed by analytic; see :class:`WindowGather`."""
 
 
 @operator
-def window_aggregate(
+def window(
     step_id: str,
     up: Stream[StampedBatch],
-    spec: WindowedAggregate,
+    spec: Analytic,
     partitions: Sequence[str],
     shards: int,
+    clock: Callable[[], float] = time.time,
 ) -> Windowed:
-    """Run a keyed tumbling-window aggregate over stamped events.
+    """Run a windowed analytic (:mod:`flows.engine.aggregate`) over stamped events.
 
-    Partial aggregates are merged in ``shards`` keyed states spread over the
-    workers; a window closes at a shard when the minimum watermark of all
-    ``partitions`` (every source partition must be named) passes its end,
-    and is emitted once every shard has closed it.
+    Its state is split over ``shards`` keyed states spread over the workers;
+    a window closes when the minimum watermark of all ``partitions`` (every
+    source partition must be named) passes its end. ``clock`` (wall time)
+    only stamps quality rows.
     """
     declared = tuple(partitions)
     routed = op.map("route", up, lambda batch: route(batch, spec, shards))
     late = op.filter_map("late", routed, lambda r: (r.partition, r.late) if r.late.height else None)
     updates = op.flat_map("to_shards", routed, lambda r: r.updates)
-    closed = op.stateful_batch(
-        "shard_windows", updates, lambda resume: WindowShard(spec, declared, shards, resume)
-    )
-    to_gather = op.map("to_gather", closed, lambda kv: (spec.name, kv))
-    complete = op.stateful_batch("gather_windows", to_gather, lambda resume: WindowGather(spec, shards, resume))
-    return Windowed(complete, late)
+    closed = op.stateful_batch("shard_windows", updates, lambda resume: WindowShard(spec, declared, shards, resume))
+    if not spec.gathers:
+        return Windowed(op.filter("closed_rows", closed, lambda kv: kv[1].rows.height > 0), late, None)
+    shard_news = op.map("shard_news", closed, lambda kv: (spec.name, ("closed", kv[0], kv[1])))
+    tallies = op.filter_map("tallies", routed, lambda r: (spec.name, ("tally", r.tally)) if r.tally is not None else None)
+    news = op.merge("news", shard_news, tallies)
+    gathered = op.stateful_batch("gather_windows", news, lambda resume: WindowGather(spec, shards, resume, clock))
+    split = op.branch("results_or_quality", gathered, lambda kv: isinstance(kv[1], ClosedWindows))
+    return Windowed(split.trues, late, split.falses)
 
 
 @operator

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import polars as pl
 
+from flows.engine.lateness import MISSED
+from flows.engine.windows import WINDOW_END, WINDOW_START, SessionWindow, SlidingWindow, Window
+
 MICROS = 1_000_000
 
 
@@ -47,8 +50,14 @@ _LATE_EVENT_COLUMNS = ("event_id", "event_type", "ts", "user_id", "session_id", 
                        "brand", "price", "quantity")
 
 
-def late_rows(late: pl.DataFrame, partition: str, window_ms: int) -> pl.DataFrame:
-    """Late events as output rows: the event, its window and the watermark it missed."""
+def late_rows(late: pl.DataFrame, partition: str, window: Window) -> pl.DataFrame:
+    """Late events as output rows: the event, the window it missed and the watermark it met.
+
+    ``window_start`` / ``window_end`` name the (first) window missed; with
+    sliding windows ``missed_windows`` lists the start of every window missed
+    (the event still counts in the others). For sessions they are the span
+    the event would have opened, ``[ts, ts + gap)``.
+    """
     event = [
         pl.col("event_type").cast(pl.String) if name == "event_type"
         else iso("ts", millis=True).alias("ts") if name == "ts"
@@ -56,12 +65,26 @@ def late_rows(late: pl.DataFrame, partition: str, window_ms: int) -> pl.DataFram
         for name in _LATE_EVENT_COLUMNS
         if name in late.columns
     ]
+    missed = []
+    if isinstance(window, SlidingWindow):
+        missed = [pl.col(MISSED).list.eval(iso(pl.element())).alias("missed_windows")]
     return late.select(
         *event,
-        iso("window_start").alias("window_start"),
-        iso(pl.col("window_start") + window_ms).alias("window_end"),
+        iso(WINDOW_START, millis=isinstance(window, SessionWindow)).alias("window_start"),
+        iso(WINDOW_END, millis=isinstance(window, SessionWindow)).alias("window_end"),
+        *missed,
         iso("watermark", millis=True).alias("watermark"),
         pl.lit(partition).alias("partition"),
+    )
+
+
+def quality_rows(quality: pl.DataFrame) -> pl.DataFrame:
+    """Quality rows (:data:`~flows.engine.shards.QUALITY_SCHEMA`) with ISO-8601 times."""
+    return quality.with_columns(
+        iso(WINDOW_START).alias(WINDOW_START),
+        iso(WINDOW_END).alias(WINDOW_END),
+        iso("watermark", millis=True).alias("watermark"),
+        iso("reported_at", millis=True).alias("reported_at"),
     )
 
 

@@ -97,6 +97,8 @@ class RawBatch:
     csv_header: tuple[str, ...] | None = None
     last: bool = False
     """True on the partition's final batch: it has ended and will send nothing more."""
+    idle: bool = False
+    """True on an empty marker: the partition has been quiet for DMP_IDLE_TIMEOUT."""
     read_at: float = field(default_factory=time.time)
     """Wall-clock time the batch was read (seconds), for latency figures."""
 
@@ -110,6 +112,7 @@ class EventBatch:
     records: int  # input records this batch came from (events + dead letters)
     last: bool = False
     read_at: float = 0.0
+    idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,14 @@ class StampedBatch:
     events: pl.DataFrame
     watermark: int
     read_at: float = 0.0
+    duplicates: pl.DataFrame | None = None
+    """Events dropped as duplicates (``ts`` and ``event_id``), for quality counts."""
+    dead_letters: int = 0
+    """Records of this batch that could not be decoded."""
+    stream_time: int | None = None
+    """The partition's largest event time after this batch (where dead letters are counted)."""
+    idle: bool = False
+    """The partition is quiet: leave it out of the minimum watermark until it speaks again."""
 
 
 def empty_events() -> pl.DataFrame:

@@ -1,9 +1,10 @@
 """The run summary: counts that reconcile, and the run's top products.
 
 In: :class:`Tally` items from the decoder (records, events, dead letters),
-the windowing (late events) and the closed trend windows (per-product
-sales). Out: once, at the end of a bounded run, a summary dict: records in
-= decoded events + dead letters, and decoded = on time + late.
+the de-duplication (duplicates), the windowing (late events) and the
+closed trend windows (per-product sales). Out: once, at the end of a
+bounded run, a summary dict: records in = decoded events + dead letters,
+and decoded events = duplicates + on time + late (late: missed a window).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Tally:
     records: int = 0
     events: int = 0
     dead_letters: int = 0
+    duplicates: int = 0
     late: int = 0
     sales: pl.DataFrame | None = None
     """Closed trend rows (any frame with product_id, revenue_micros, units, purchases)."""
@@ -54,6 +56,7 @@ class SummaryState:
     records: int = 0
     events: int = 0
     dead_letters: int = 0
+    duplicates: int = 0
     late: int = 0
     products: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_PRODUCT_SCHEMA))
 
@@ -78,6 +81,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
             state.records += tally.records
             state.events += tally.events
             state.dead_letters += tally.dead_letters
+            state.duplicates += tally.duplicates
             state.late += tally.late
             if tally.sales is not None and tally.sales.height:
                 self.pending.append(tally.sales)
@@ -104,8 +108,9 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
             "records": state.records,
             "events": state.events,
             "dead_letters": state.dead_letters,
+            "duplicates": state.duplicates,
             "late": state.late,
-            "on_time": state.events - state.late,
+            "on_time": state.events - state.duplicates - state.late,
             "reconciled": state.records == state.events + state.dead_letters,
             "revenue": state.products["revenue_micros"].sum() / MICROS,
             "top_products": [
@@ -122,7 +127,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
     def snapshot(self) -> SummaryState:
         self._fold()
         s = self.state
-        return SummaryState(s.records, s.events, s.dead_letters, s.late, s.products)
+        return SummaryState(s.records, s.events, s.dead_letters, s.duplicates, s.late, s.products)
 
 
 def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
@@ -130,7 +135,8 @@ def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
     lines = [
         "dmp run summary",
         f"  records read     {summary['records']:>12,}",
-        f"  decoded events   {summary['events']:>12,}   on time {summary['on_time']:,}, late {summary['late']:,}",
+        f"  decoded events   {summary['events']:>12,}   on time {summary['on_time']:,}, late {summary['late']:,}, "
+        f"duplicates {summary['duplicates']:,}",
         f"  dead letters     {summary['dead_letters']:>12,}",
         "  reconciled       "
         + ("yes: records = decoded + dead letters" if summary["reconciled"] else "NO: records != decoded + dead letters"),
@@ -144,5 +150,5 @@ def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
                 f"  units {product['units']:,}"
             )
     if out_dir is not None:
-        lines.append(f"  outputs in {out_dir}/ (trends, leaderboard, late, dead_letters, summary.json)")
+        lines.append(f"  outputs in {out_dir}/ (trends, leaderboard, quality, late, dead_letters, summary.json)")
     return "\n".join(lines)

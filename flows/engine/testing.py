@@ -19,16 +19,22 @@ Out: the flow's output streams as Polars frames.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping, Sequence
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import bytewax.operators as op
 import polars as pl
 from bytewax.dataflow import Dataflow
-from bytewax.testing import TestingSink, cluster_main, run_main
+from bytewax.inputs import Source
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
+from flows.engine.aggregate import Analytic
+from flows.engine.operators import decode, stamp_event_time, window
 from flows.engine.schema import DEFAULT_PARTITION, RawBatch
 from flows.engine.sinks import STREAMS, Outputs
 
-__all__ = ["CapturedOutputs", "batches", "interleave", "run"]
+__all__ = ["CapturedOutputs", "WindowedOutputs", "batches", "interleave", "run", "windowed_flow"]
 
 
 class CapturedOutputs:
@@ -130,3 +136,51 @@ def run(flow: Dataflow, workers: int = 1, **kwargs: Any) -> None:
         run_main(flow, **kwargs)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers, **kwargs)
+
+
+@dataclass
+class WindowedOutputs:
+    """What :func:`windowed_flow` captured: engine frames, in arrival order."""
+
+    results: list[Any] = field(default_factory=list)
+    late: list[Any] = field(default_factory=list)
+    quality: list[Any] = field(default_factory=list)
+    dead_letters: list[Any] = field(default_factory=list)
+
+    def frame(self, stream: str) -> pl.DataFrame:
+        """Every row of a stream (``results`` rows of the closed windows), as one frame."""
+        items = getattr(self, stream)
+        frames = [value.rows if stream == "results" else value for _key, value in items]
+        frames = [frame for frame in frames if frame.height]
+        return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+
+def windowed_flow(
+    spec: Analytic,
+    source: Source | Sequence[Any],
+    partitions: Sequence[str],
+    *,
+    lateness_ms: int = 0,
+    dedup_horizon_ms: int | None = None,
+    shards: int = 2,
+    fields: Sequence[str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> tuple[Dataflow, WindowedOutputs]:
+    """The engine around one windowed analytic: decode, stamp, window, captured.
+
+    ``source`` is a Bytewax source or a list of items for a ``TestingSource``
+    (e.g. from :func:`batches` and :func:`interleave`). Run the flow with
+    :func:`run`, then read the returned :class:`WindowedOutputs`.
+    """
+    captured = WindowedOutputs()
+    flow = Dataflow(f"test_{spec.name}")
+    raw = op.input("read", flow, source if isinstance(source, Source) else TestingSource(list(source)))
+    decoded = decode("decode", raw, fields)
+    stamped = stamp_event_time("stamp_event_time", decoded.events, lateness_ms, dedup_horizon_ms)
+    windows = window("windows", stamped, spec, partitions, shards, clock)
+    op.output("results", windows.results, TestingSink(captured.results))
+    op.output("late", windows.late, TestingSink(captured.late))
+    if windows.quality is not None:
+        op.output("quality", windows.quality, TestingSink(captured.quality))
+    op.output("dead_letters", decoded.dead_letters, TestingSink(captured.dead_letters))
+    return flow, captured

@@ -1,7 +1,7 @@
 """Product sales leaderboard: the global top N products by revenue per window.
 
 In: complete trend windows (every shard's rows, see
-:class:`~flows.engine.aggregate.WindowGather`). Out, per window, up to N
+:class:`~flows.engine.shards.WindowGather`). Out, per window, up to N
 rows: ``window_start``, ``window_end``, ``rank`` (1..N), ``product_id``,
 ``revenue``, ``units``, ``purchases``; only products with purchases in the
 window; ordered by revenue desc, then units desc, then product_id asc.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from flows.engine.aggregate import WINDOW_START
 from flows.engine.present import iso, money
+from flows.engine.windows import WINDOW_START
 
 OUTPUT_SCHEMA = pl.Schema(
     {

@@ -1,4 +1,4 @@
-"""Purchase trends: per product and tumbling window, what shoppers did.
+"""Purchase trends: per product and event-time window, what shoppers did.
 
 In: events. Out, per (window, product) with at least one event: ``views``,
 ``carts`` (add_to_cart), ``removes`` (remove_from_cart), ``purchases``,
@@ -7,7 +7,8 @@ over purchases; a purchase without a price adds 0), and a change indicator
 against the same product in the *immediately preceding* window:
 
 - ``revenue_change``: revenue minus the previous window's revenue (0 there
-  when the product had no events in it);
+  when the product had no events in it); with sliding windows the previous
+  window is the one starting one slide earlier;
 - ``trend``: ``new`` when the product had no events in the preceding window,
   else ``up``/``down``/``flat`` comparing (revenue, purchases, views) in that
   order, so a product with views but no sales still trends.
@@ -20,9 +21,10 @@ from __future__ import annotations
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import WINDOW_START, ClosedWindows, WindowedAggregate
+from flows.engine.aggregate import Sum, WindowedAggregate
 from flows.engine.present import iso, money, to_micros
-from flows.engine.windows import TumblingWindow
+from flows.engine.shards import ClosedWindows
+from flows.engine.windows import WINDOW_START, TumblingWindow
 
 OUTPUT_SCHEMA = pl.Schema(
     {
@@ -42,7 +44,7 @@ OUTPUT_SCHEMA = pl.Schema(
 
 
 def trends_aggregate(window: TumblingWindow) -> WindowedAggregate:
-    """The per-product counters, as a windowed aggregate the engine runs."""
+    """The per-product counters, declared for the engine (tumbling or sliding windows)."""
     event_type = pl.col("event_type")
     purchase = event_type == "purchase"
     return WindowedAggregate(
@@ -50,23 +52,34 @@ def trends_aggregate(window: TumblingWindow) -> WindowedAggregate:
         keys=("product_id",),
         window=window,
         measures={
-            "views": event_type == "view",
-            "carts": event_type == "add_to_cart",
-            "removes": event_type == "remove_from_cart",
-            "purchases": purchase,
-            "units": pl.when(purchase).then(pl.col("quantity")).otherwise(0),
-            "revenue_micros": pl.when(purchase)
-            .then(to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity"))
-            .otherwise(0),
+            "views": Sum(event_type == "view"),
+            "carts": Sum(event_type == "add_to_cart"),
+            "removes": Sum(event_type == "remove_from_cart"),
+            "purchases": Sum(purchase),
+            "units": Sum(pl.when(purchase).then(pl.col("quantity")).otherwise(0)),
+            "revenue_micros": Sum(
+                pl.when(purchase).then(to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity")).otherwise(0)
+            ),
         },
     )
 
 
-def compare_with_previous(rows: pl.DataFrame, previous: pl.DataFrame, window_ms: int) -> pl.DataFrame:
+def tiling(rows: pl.DataFrame, window: TumblingWindow) -> pl.DataFrame:
+    """The rows of windows that tile time (every window, unless they slide).
+
+    Sliding windows overlap, so totals over them would count an event once
+    per window; the windows starting at multiples of their size do not.
+    """
+    if window.slide_ms == window.size_ms:
+        return rows
+    return rows[((rows[WINDOW_START] % window.size_ms) == 0).arg_true()]
+
+
+def compare_with_previous(rows: pl.DataFrame, previous: pl.DataFrame, step_ms: int) -> pl.DataFrame:
     """Add ``revenue_change_micros`` and ``trend`` to complete window rows.
 
     ``previous`` holds the rows of the last window completed before ``rows``;
-    ``rows`` may span several consecutive windows. One sorted pass: a row's
+    ``rows`` may span several consecutive windows, ``step_ms`` apart (the slide). One sorted pass: a row's
     predecessor is the row before it when that is the same product in the
     window just before (a join costs several times more on these frames).
 
@@ -79,7 +92,7 @@ def compare_with_previous(rows: pl.DataFrame, previous: pl.DataFrame, window_ms:
     """
     both = pl.concat([previous.select(rows.columns), rows], how="vertical") if previous.height else rows
     adjacent = (pl.col("product_id").shift(1) == pl.col("product_id")) & (
-        pl.col(WINDOW_START).shift(1) == pl.col(WINDOW_START) - window_ms
+        pl.col(WINDOW_START).shift(1) == pl.col(WINDOW_START) - step_ms
     )
 
     def before(column: str) -> pl.Expr:
@@ -108,11 +121,11 @@ def compare_with_previous(rows: pl.DataFrame, previous: pl.DataFrame, window_ms:
     return compared.sort([WINDOW_START, "product_id"])
 
 
-def present(rows: pl.DataFrame, window_ms: int) -> pl.DataFrame:
+def present(rows: pl.DataFrame, window: TumblingWindow) -> pl.DataFrame:
     """Engine rows -> output rows (:data:`OUTPUT_SCHEMA`)."""
     return rows.select(
         iso(WINDOW_START).alias("window_start"),
-        iso(pl.col(WINDOW_START) + window_ms).alias("window_end"),
+        iso(pl.col(WINDOW_START) + window.size_ms).alias("window_end"),
         "product_id",
         "views",
         "carts",
@@ -132,8 +145,8 @@ class TrendChange(StatefulBatchLogic[ClosedWindows, pl.DataFrame, pl.DataFrame])
     catalog), since "previous" means the immediately preceding window.
     """
 
-    def __init__(self, window_ms: int, resume: pl.DataFrame | None) -> None:
-        self.window_ms = window_ms
+    def __init__(self, window: TumblingWindow, resume: pl.DataFrame | None) -> None:
+        self.window = window
         self.last = resume
 
     def on_batch(self, values: list[ClosedWindows]) -> tuple[list[pl.DataFrame], bool]:
@@ -143,7 +156,8 @@ class TrendChange(StatefulBatchLogic[ClosedWindows, pl.DataFrame, pl.DataFrame])
             if not rows.height:
                 continue
             previous = self.last if self.last is not None else rows.clear()
-            out.append(present(compare_with_previous(rows, previous, self.window_ms), self.window_ms))
+            compared = compare_with_previous(rows, previous, self.window.slide_ms)
+            out.append(present(compared, self.window))
             last_start = rows[WINDOW_START].max()
             self.last = rows[(rows[WINDOW_START] == last_start).arg_true()]
         return out, StatefulBatchLogic.RETAIN

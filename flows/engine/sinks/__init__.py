@@ -22,7 +22,7 @@ from flows.engine.sinks.summary import SummarySink
 
 __all__ = ["STREAMS", "FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
 
-STREAMS = ("trends", "leaderboard", "late", "dead_letters")
+STREAMS = ("trends", "leaderboard", "quality", "late", "dead_letters")
 
 Sinks = Union[Sink, Sequence[Sink]]
 
@@ -33,6 +33,7 @@ class Outputs:
 
     trends: Sinks
     leaderboard: Sinks
+    quality: Sinks
     late: Sinks
     dead_letters: Sinks
     summary: Sink | None = None

@@ -42,6 +42,7 @@ PRODUCER_DEFAULTS = {
 ROW_KEYS: dict[str, Callable[[pl.DataFrame], pl.Expr]] = {
     "trends": lambda _: pl.col("product_id"),
     "leaderboard": lambda _: pl.format("{}#{}", pl.col("window_start"), pl.col("rank")),
+    "quality": lambda _: pl.col("window_start"),
     "late": lambda _: pl.col("user_id"),
 }
 

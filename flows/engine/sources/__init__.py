@@ -16,18 +16,20 @@ from flows.engine.config import Settings
 from flows.engine.errors import ConfigError
 from flows.engine.schema import DEFAULT_PARTITION, RawBatch
 from flows.engine.sources.files import FileSource, expand_inputs
+from flows.engine.sources.idle import IdleAwareSource
 from flows.engine.sources.kafka import KafkaSource
 from flows.engine.sources.readahead import ReadAheadSource
 from flows.engine.sources.simulator import SimSource
 
-__all__ = ["FileSource", "KafkaSource", "ReadAheadSource", "SimSource", "open_source", "source_partitions"]
+__all__ = ["FileSource", "IdleAwareSource", "KafkaSource", "ReadAheadSource", "SimSource", "open_source", "source_partitions"]
 
 
 def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = None) -> Source:
     """The source named by ``DMP_SOURCE``, validated (files exist, CSV headers fit).
 
     With ``prepare`` (the flow's decoder) and ``DMP_READ_AHEAD`` > 0, each
-    partition decodes its next batches on a background thread.
+    partition decodes its next batches on a background thread. With
+    ``DMP_IDLE_TIMEOUT`` > 0, quiet partitions announce that they are idle.
     """
     source: FixedPartitionedSource
     if settings.source == "sim":
@@ -40,7 +42,9 @@ def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = 
         msg = f"DMP_SOURCE={settings.source!r}: unknown source"
         raise ConfigError(msg)
     if prepare is not None and settings.read_ahead > 0:
-        return ReadAheadSource(source, prepare, settings.read_ahead)
+        source = ReadAheadSource(source, prepare, settings.read_ahead)
+    if settings.idle_timeout_ms > 0:
+        source = IdleAwareSource(source, settings.idle_timeout_ms)
     return source
 
 
