@@ -5,9 +5,12 @@ engine (no engine function is reused here except output formatting):
 
 - per partition, in partition order, an event meets the watermark
   ``max(ts of earlier events of its partition) - lateness``;
-- it is late when its tumbling window's end is ``<=`` that watermark;
+- it is a duplicate (dropped) when an earlier event of its partition had the
+  same ``event_id`` and a time ``>= max(earlier ts) - horizon``;
+- it belongs to every window ``[s, s + size)``, ``s`` a multiple of the
+  slide, and is late for those whose end is ``<=`` its watermark;
 - on-time events are summed per (window, product); trends compare with the
-  product's row in the immediately preceding window; the leaderboard ranks
+  product's row in the window one slide earlier; the leaderboard ranks
   products with purchases by revenue desc, units desc, product_id asc.
 """
 
@@ -22,28 +25,54 @@ from flows.engine.present import iso, money
 MICROS = 1_000_000
 
 
-def stamp(events_by_partition: Mapping[str, pl.DataFrame], lateness_ms: int) -> pl.DataFrame:
-    """All events with ``partition`` and the ``watermark`` each met (null: none yet)."""
+def stamp(
+    events_by_partition: Mapping[str, pl.DataFrame], lateness_ms: int, horizon_ms: int | None = None
+) -> pl.DataFrame:
+    """All events with ``partition``, the ``watermark`` each met (null: none yet) and ``duplicate``."""
     frames = []
     for partition, events in events_by_partition.items():
+        duplicate, newest, earlier = [], None, []
+        for event_id, ts in zip(events["event_id"].to_list(), events["ts"].to_list()):
+            duplicate.append(
+                horizon_ms is not None and event_id is not None and newest is not None
+                and any(e == event_id and t >= newest - horizon_ms for e, t in earlier)
+            )
+            earlier.append((event_id, ts))
+            newest = ts if newest is None else max(newest, ts)
         frames.append(
             events.with_columns(
                 (pl.col("ts").cum_max().shift(1) - lateness_ms).alias("watermark"),
                 pl.lit(partition).alias("partition"),
+                pl.Series("duplicate", duplicate, dtype=pl.Boolean),
             )
         )
     return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 
 
 def expected(
-    events_by_partition: Mapping[str, pl.DataFrame], window_ms: int, lateness_ms: int, top_n: int
+    events_by_partition: Mapping[str, pl.DataFrame],
+    window_ms: int,
+    lateness_ms: int,
+    top_n: int,
+    slide_ms: int | None = None,
+    horizon_ms: int | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """Expected ``trends``, ``leaderboard`` and ``late`` rows (sorted)."""
-    stamped = stamp(events_by_partition, lateness_ms).with_columns(
-        (pl.col("ts") - pl.col("ts") % window_ms).alias("start")
+    """Expected ``trends``, ``leaderboard`` and ``late`` rows (sorted), and ``duplicates`` (a count)."""
+    slide_ms = slide_ms or window_ms
+    stamped = stamp(events_by_partition, lateness_ms, horizon_ms).with_row_index("event")
+    duplicates = stamped.filter(pl.col("duplicate"))
+    per_window = (
+        stamped.filter(~pl.col("duplicate"))
+        .with_columns(
+            (pl.col("ts") - pl.col("ts") % slide_ms - pl.int_ranges(0, window_ms // slide_ms) * slide_ms).alias("start")
+        )
+        .explode("start")
     )
     is_late = ((pl.col("start") + window_ms) <= pl.col("watermark")).fill_null(False)
-    on_time, late = stamped.filter(~is_late), stamped.filter(is_late)
+    on_time, late_pairs = per_window.filter(~is_late), per_window.filter(is_late)
+    late = late_pairs.group_by("event", maintain_order=True).agg(
+        pl.all().exclude("start").first(), pl.col("start").sort().alias("missed")
+    ).with_columns(pl.col("missed").list.first().alias("start"))
 
     purchase = pl.col("event_type") == "purchase"
     micros = (pl.col("price").fill_null(0.0) * MICROS).round().cast(pl.Int64) * pl.col("quantity")
@@ -56,7 +85,7 @@ def expected(
         micros.filter(purchase).sum().cast(pl.Int64).alias("micros"),
     )
     previous = sums.select(
-        (pl.col("start") + window_ms).alias("start"),
+        (pl.col("start") + slide_ms).alias("start"),
         "product_id",
         pl.col("micros").alias("p_micros"),
         pl.col("purchases").alias("p_purchases"),
@@ -109,11 +138,16 @@ def expected(
         "units",
         "purchases",
     )
+    missed = []
+    if slide_ms != window_ms:
+        missed = [pl.col("missed").list.eval(iso(pl.element())).alias("missed_windows")]
     late_rows = late.select(
         "event_id",
         iso("ts", millis=True).alias("ts"),
         "product_id",
         iso("start").alias("window_start"),
+        iso(pl.col("start") + window_ms).alias("window_end"),
+        *missed,
         iso("watermark", millis=True).alias("watermark"),
         "partition",
     )
@@ -121,4 +155,5 @@ def expected(
         "trends": trends.sort(trends.columns),
         "leaderboard": leaderboard.sort(leaderboard.columns),
         "late": late_rows.sort(late_rows.columns),
+        "duplicates": duplicates.height,
     }

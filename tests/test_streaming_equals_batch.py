@@ -1,10 +1,10 @@
 """The streaming flow equals a batch recomputation, whatever the batching.
 
-For random events over random partitions, random batch splits, random
-partition interleavings, random lateness and window sizes, and 1, 2 or 3
-workers, ``flows.dmp`` emits exactly the rows of :mod:`tests.oracle`
-(trends, leaderboard, late events) and every malformed record as a dead
-letter.
+For random events (some retried) over random partitions, random batch
+splits, random partition interleavings, random lateness, tumbling or
+sliding windows, dedup on or off, and 1, 2 or 3 workers, ``flows.dmp`` emits
+exactly the rows of :mod:`tests.oracle` (trends, leaderboard, late events),
+every malformed record as a dead letter, and a summary that reconciles.
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ def partition_events(draw, name: str) -> list[dict]:
     # Mostly whole seconds, so window ends and watermarks often coincide
     # exactly: the boundary where "late" is decided by <= rather than <.
     clock = BASE_MS + draw(st.integers(0, 60)) * 1000
-    events = []
+    events: list[dict] = []
     for index in range(count):
+        if events and draw(st.integers(0, 9)) == 0:  # a producer retry: the same event again
+            events.append(dict(draw(st.sampled_from(events))))
+            continue
         clock += draw(st.sampled_from([0, 1_000, 2_000, 5_000, 10_000, 17_000, 333]))
         ts = clock - draw(st.sampled_from([0, 0, 0, 1_000, 5_000, 15_000, 30_000, 70_000, 200_000]))
         events.append(
@@ -85,11 +88,14 @@ def scenario(draw):
             records, partition=name, sizes=sizes, as_lines=draw(st.booleans()), last=draw(st.booleans())
         )
     order = draw(st.permutations([n for n, bs in per_partition_batches.items() for _ in bs]))
+    window_ms = draw(st.sampled_from([10_000, 30_000, 60_000]))
     return {
         "events": per_partition_events,
         "records": records_by_partition,
         "items": interleave(per_partition_batches, order),
-        "window_ms": draw(st.sampled_from([10_000, 30_000, 60_000])),
+        "window_ms": window_ms,
+        "slide_ms": draw(st.sampled_from([None, *(s for s in (5_000, 10_000, 15_000, 20_000) if window_ms % s == 0)])),
+        "dedup": draw(st.booleans()),
         "lateness_ms": draw(st.sampled_from([0, 5_000, 30_000, 120_000])),
         "shards": draw(st.integers(1, 4)),
         "top_n": draw(st.integers(1, 4)),
@@ -114,6 +120,8 @@ def run_scenario(case: dict, workers: int) -> CapturedOutputs:
     captured = CapturedOutputs()
     config = Settings(
         window_ms=case["window_ms"],
+        window_slide_ms=case["slide_ms"],
+        dedup=case["dedup"],
         allowed_lateness_ms=case["lateness_ms"],
         shards=case["shards"],
         top_n=case["top_n"],
@@ -134,6 +142,8 @@ def check(case: dict, captured: CapturedOutputs) -> None:
         case["window_ms"],
         case["lateness_ms"],
         case["top_n"],
+        slide_ms=case["slide_ms"],
+        horizon_ms=case["lateness_ms"] + case["window_ms"] if case["dedup"] else None,
     )
     for stream in ("trends", "leaderboard"):
         got = captured.sorted_frame(stream)
@@ -155,6 +165,7 @@ def check(case: dict, captured: CapturedOutputs) -> None:
     assert summary is not None and summary["reconciled"]
     assert summary["records"] == sum(len(r) for r in case["records"].values())
     assert summary["late"] == want["late"].height
+    assert summary["duplicates"] == want["duplicates"]
 
 
 COMMON = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,4 +1,4 @@
-"""Unit tests of the windowing engine: watermarks, routing, shard state."""
+"""Unit tests of the windowing engine: watermarks, dedup, routing, shard state, window kinds, quality."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from flows.engine.aggregate import Sum, WindowedAggregate
+from flows.engine.aggregate import Sum, WindowedAggregate, WindowedFunction
 from flows.engine.errors import DmpError, StateError
 from flows.engine.lateness import split_late
 from flows.engine.routing import balanced_keys
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, EventBatch, StampedBatch
 from flows.engine.shards import ClosedWindows, ShardUpdate, WindowGather, WindowShard, route, shard_of
 from flows.engine.watermark import PartitionWatermark, stamp
-from flows.engine.windows import TumblingWindow
+from flows.engine.sessions import merge_sessions, session_partials
+from flows.engine.windows import SessionWindow, SlidingWindow, TumblingWindow
 
 MINUTE = 60_000
 COUNT = WindowedAggregate("count", ("product_id",), TumblingWindow(MINUTE), {"n": Sum(pl.col("quantity"))})
@@ -198,3 +199,221 @@ def test_gather_flushes_everything_at_end_of_input_and_resumes_from_its_snapshot
     restored = WindowGather(COUNT, shards=2, resume=pickle.loads(pickle.dumps(gather.snapshot())))
     out, _ = restored.on_eof()
     assert_frame_equal(sums(closed_of(out)[0].rows), sums(partials([(0, "a", 1)])))
+
+
+# -- sliding windows -------------------------------------------------------------------
+
+SLIDING = SlidingWindow(5 * MINUTE, MINUTE)
+
+
+def test_an_event_belongs_to_every_sliding_window_covering_it():
+    rows = SLIDING.assign(pl.DataFrame({"ts": [90_000]}))
+    assert sorted(rows["window_start"].to_list()) == [-3 * MINUTE, -2 * MINUTE, -MINUTE, 0, MINUTE]
+
+
+def test_a_sliding_event_counts_in_the_windows_it_is_on_time_for_and_names_the_ones_it_missed():
+    # ts 90s is in [-3m, 2m) ... [1m, 6m); the watermark 3m has passed the ends of the first two.
+    events = pl.DataFrame({"event_id": ["e"], "ts": [90_000], "watermark": [3 * MINUTE]})
+    on_time, late = split_late(events, SLIDING)
+    assert sorted(on_time["window_start"].to_list()) == [-MINUTE, 0, MINUTE]
+    assert late.select("event_id", "missed", "window_start", "window_end").rows() == [
+        ("e", [-3 * MINUTE, -2 * MINUTE], -3 * MINUTE, 2 * MINUTE)
+    ]
+
+
+def test_sliding_windows_close_every_slide():
+    spec = WindowedAggregate("s", ("product_id",), SLIDING, {"n": Sum(pl.col("quantity"))})
+    shard = WindowShard(spec, ["a"], shards=1, resume=None)
+    out, _ = shard.on_batch([update("a", 0, [(-4 * MINUTE, "x", 1), (-3 * MINUTE, "x", 1), (0, "x", 1)])])
+    out, _ = shard.on_batch([update("a", MINUTE + 1)])  # [-4m, 1m) ended; [-3m, 2m) has not
+    assert out[0].rows["window_start"].to_list() == [-4 * MINUTE] and out[0].closed_until == MINUTE
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+GAP = 10_000
+SESSIONS = WindowedAggregate("sessions", ("user_id",), SessionWindow(GAP), {"n": Sum(pl.col("quantity"))})
+
+
+def session_events(rows: list[tuple[str, int]], watermark: int = BEGINNING_OF_TIME) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"user_id": [u for u, _ in rows], "ts": [t for _, t in rows], "quantity": [1] * len(rows),
+         "watermark": [watermark] * len(rows)}
+    )
+
+
+def test_sessions_split_at_the_gap_and_merge_across_batches_when_an_event_bridges_them():
+    first = session_partials(session_events([("u", 0), ("u", 9_999), ("u", 28_000)]), SESSIONS)
+    assert sorted(first.select("window_start", "last_ts", "n").rows()) == [(0, 9_999, 2), (28_000, 28_000, 1)]
+    bridge = session_partials(session_events([("u", 19_000), ("v", 19_000)]), SESSIONS)  # 9.001s and 9s away
+    merged = merge_sessions([first, bridge], SESSIONS)
+    assert sorted(merged.select("user_id", "window_start", "last_ts", "n", "events").rows()) == [
+        ("u", 0, 28_000, 4, 4),
+        ("v", 19_000, 19_000, 1, 1),
+    ]
+
+
+def test_events_exactly_a_gap_apart_are_separate_sessions():
+    partials = session_partials(session_events([("u", 0), ("u", GAP)]), SESSIONS)
+    assert sorted(partials["window_start"].to_list()) == [0, GAP]
+
+
+def test_an_event_is_late_for_sessions_when_its_time_plus_the_gap_has_passed_the_watermark():
+    events = session_events([("u", 5_000), ("u", 5_001)], watermark=15_000)
+    on_time, late = split_late(events, SessionWindow(GAP))
+    assert on_time["ts"].to_list() == [5_001] and late["ts"].to_list() == [5_000]
+    assert late.select("window_start", "window_end").rows() == [(5_000, 15_000)]
+
+
+def session_update(partition: str, watermark: int, rows: list[tuple[str, int]] | None = None) -> ShardUpdate:
+    events = session_events(rows or [])
+    return ShardUpdate(partition, session_partials(events, SESSIONS), watermark)
+
+
+def test_a_session_closes_one_gap_after_its_end_so_no_on_time_event_can_still_reach_it():
+    shard = WindowShard(SESSIONS, ["a", "b"], shards=1, resume=None)
+    shard.on_batch([session_update("a", 0, [("u", 0)])])  # session [0, 10s)
+    out, _ = shard.on_batch([session_update("a", 15_000), session_update("b", 15_000)])
+    assert rows_of(out) == 0  # past its end, but b may still send u at 6s (6s + gap > 15s: on time)
+    out, _ = shard.on_batch([session_update("b", 15_000, [("u", 6_000)]), session_update("a", 30_000)])
+    assert rows_of(out) == 0
+    out, _ = shard.on_batch([session_update("b", 2 * GAP + 6_000)])  # min watermark = last + 2 gaps
+    assert out[0].rows.select("user_id", "window_start", "last_ts", "window_end", "n").rows() == [
+        ("u", 0, 6_000, 16_000, 2)
+    ]
+    assert shard.open is not None and shard.open.height == 0  # closed sessions leave state at once
+
+
+def test_a_session_function_sees_the_events_of_each_closed_session():
+    seen = []
+
+    def keep(frame: pl.DataFrame) -> pl.DataFrame:
+        seen.append(frame.sort("ts"))
+        return frame.group_by("window_start", "window_end", "user_id").agg(pl.len())
+
+    spec = WindowedFunction("f", ("user_id",), SessionWindow(GAP), ("quantity",), keep)
+    shard = WindowShard(spec, ["a"], shards=1, resume=None)
+    raw = session_events([("u", 0), ("u", 4_000), ("u", 50_000)]).drop("watermark")
+    shard.on_batch([ShardUpdate("a", raw.select("ts", "user_id", "quantity"), 0)])
+    out, _ = shard.on_batch([ShardUpdate("a", raw.clear().select("ts", "user_id", "quantity"), 30_000)])
+    assert out[0].rows.select("window_start", "window_end", "len").rows() == [(0, 14_000, 2)]
+    assert seen[0]["ts"].to_list() == [0, 4_000]
+    assert shard.open["ts"].to_list() == [50_000]  # only the open session's events stay
+
+
+# -- idle partitions --------------------------------------------------------------------
+
+def test_an_idle_partition_stops_holding_windows_back_until_it_speaks_again():
+    shard = WindowShard(COUNT, ["a", "b"], shards=1, resume=None)
+    out, _ = shard.on_batch([update("a", 3 * MINUTE, [(0, "x", 1), (MINUTE, "x", 1)])])
+    assert rows_of(out) == 0  # b has said nothing
+    out, _ = shard.on_batch([ShardUpdate("b", partials([]), BEGINNING_OF_TIME, idle=True)])
+    assert rows_of(out) == 2 and out[0].closed_until == 3 * MINUTE
+    out, _ = shard.on_batch([update("b", 4 * MINUTE - 1, [(3 * MINUTE, "y", 1)]), update("a", 10 * MINUTE)])
+    assert rows_of(out) == 0  # b is back and holds [3m, 4m) open again
+
+
+def test_rows_reaching_a_window_closed_while_their_partition_was_idle_are_counted_not_merged():
+    shard = WindowShard(COUNT, ["a", "b"], shards=1, resume=None)
+    shard.on_batch([update("a", 3 * MINUTE, [(0, "x", 1)]), ShardUpdate("b", partials([]), 0, idle=True)])
+    # Windows up to 3m closed while b was idle; b comes back with an event of [0, 1m).
+    out, _ = shard.on_batch([update("b", 3 * MINUTE + 5, [(0, "x", 5), (3 * MINUTE, "x", 1)])])
+    assert rows_of(out) == 0
+    assert out[0].dropped.rows() == [(0, 1)]  # one row (of one event) for window 0, too late to merge
+    final, _ = shard.on_eof()
+    assert sums(final[0].rows).rows() == [(3 * MINUTE, "x", 1)]
+
+
+def test_when_every_partition_is_idle_windows_close_up_to_the_newest_watermark():
+    shard = WindowShard(COUNT, ["a", "b"], shards=1, resume=None)
+    shard.on_batch([update("a", 2 * MINUTE, [(0, "x", 1)]), update("b", MINUTE // 2)])
+    out, _ = shard.on_batch([ShardUpdate("a", partials([]), 2 * MINUTE, idle=True),
+                             ShardUpdate("b", partials([]), MINUTE // 2, idle=True)])
+    assert out[0].closed_until == 2 * MINUTE
+
+
+# -- deduplication ------------------------------------------------------------------------
+
+def stamped_ids(ids: list[str | None], ts: list[int], lateness: int = 0) -> pl.DataFrame:
+    stamped, _ = stamp(pl.DataFrame({"event_id": ids, "ts": ts}, schema={"event_id": pl.String, "ts": pl.Int64}),
+                       None, lateness)
+    return stamped
+
+
+def test_the_first_occurrence_of_an_id_wins_and_ids_are_remembered_across_batches():
+    logic = PartitionWatermark(lateness_ms=0, dedup_horizon_ms=60_000, resume=None)
+    frame = pl.DataFrame({"event_id": ["a", "b", "a", None, None], "ts": [1, 2, 3, 4, 4]})
+    (first,), _ = logic.on_batch([EventBatch("p", frame, 5)])
+    assert first.events["ts"].to_list() == [1, 2, 4, 4] and first.duplicates["ts"].to_list() == [3]
+    (second,), _ = logic.on_batch([EventBatch("p", frame.slice(1, 1), 1)])
+    assert second.events.height == 0 and second.duplicates["event_id"].to_list() == ["b"]
+
+
+def test_dedup_memory_is_bounded_by_the_horizon_of_event_time():
+    logic = PartitionWatermark(lateness_ms=0, dedup_horizon_ms=10_000, resume=None)
+    for start in range(0, 1_000_000, 1_000):
+        ids = [f"e{start + i}" for i in range(10)]
+        logic.on_batch([EventBatch("p", pl.DataFrame({"event_id": ids, "ts": [start + i for i in range(10)]}), 10)])
+    assert logic.clock.seen is not None and logic.clock.seen.height <= 11 * 10
+    # An id older than the horizon is no longer a duplicate (and would be late anyway).
+    (again,), _ = logic.on_batch([EventBatch("p", pl.DataFrame({"event_id": ["e0"], "ts": [0]}), 1)])
+    assert again.events.height == 1
+
+
+def test_an_id_is_a_duplicate_only_within_the_horizon_of_the_newest_time_before_it():
+    frame = pl.DataFrame({"event_id": ["x", "y", "x"], "ts": [0, 50_000, 100]})
+    kept_all = PartitionWatermark(0, 40_000, None).on_batch([EventBatch("p", frame, 3)])[0][0]
+    assert kept_all.events.height == 3  # x at 0 is 50s behind y: outside a 40s horizon
+    dropped = PartitionWatermark(0, 60_000, None).on_batch([EventBatch("p", frame, 3)])[0][0]
+    assert dropped.duplicates["ts"].to_list() == [100]
+
+
+def test_dead_letters_before_a_partitions_first_event_are_counted_with_it():
+    logic = PartitionWatermark(lateness_ms=0, dedup_horizon_ms=None, resume=None)
+    empty = pl.DataFrame(schema={"ts": pl.Int64})
+    (first,), _ = logic.on_batch([EventBatch("p", empty, records=2)])
+    assert first.dead_letters == 0 and first.stream_time is None
+    (second,), _ = logic.on_batch([EventBatch("p", pl.DataFrame({"ts": [70_000]}), records=2)])
+    assert (second.dead_letters, second.stream_time) == (3, 70_000)
+
+
+# -- quality ---------------------------------------------------------------------------------
+
+
+def test_quality_rows_count_each_window_once_at_close_and_report_later_news_after():
+    now = [1_000.0]
+    gather = WindowGather(COUNT, shards=1, resume=None, clock=lambda: now[0])
+    tally = pl.DataFrame({"window_start": [0], "late": [2], "duplicates": [1], "dead_letters": [0]})
+    gather.on_batch([("tally", tally)])
+    out, _ = gather.on_batch([("closed", SHARDS_1, ClosedWindows(partials([(0, "a", 5), (0, "b", 1)]), MINUTE, 50_000))])
+    (quality,) = [item for item in out if isinstance(item, pl.DataFrame)]
+    assert quality.select("window_start", "window_end", "report", "events", "late", "duplicates").rows() == [
+        (0, MINUTE, "at_close", 2, 2, 1)
+    ]
+    assert quality.select("watermark", "watermark_lag_s", "reported_at").rows() == [(50_000, 950.0, 1_000_000)]
+    news, _ = gather.on_batch([("tally", tally.with_columns(pl.lit(0).alias("duplicates")))])
+    assert news[0].select("window_start", "report", "events", "late").rows() == [(0, "after_close", 0, 2)]
+
+
+SHARDS_1 = balanced_keys(1)[0]
+
+
+# -- bounded state ----------------------------------------------------------------------------
+
+
+def test_state_is_one_partial_aggregate_per_open_window_and_key_and_closed_windows_leave_it():
+    events = pl.DataFrame(
+        {"ts": [i * 17 % (3 * MINUTE) for i in range(10_000)], "product_id": [f"p{i % 5}" for i in range(10_000)],
+         "quantity": [1] * 10_000, "watermark": [BEGINNING_OF_TIME] * 10_000}
+    )
+    (key, update_), = route(StampedBatch("a", events, watermark=0), COUNT, shards=1).updates
+    shard = WindowShard(COUNT, ["a"], shards=1, resume=None)
+    shard.on_batch([update_])
+    snapshot = shard.snapshot()
+    assert snapshot.open.height == 3 * 5  # not 10,000 events
+    assert snapshot.open["events"].sum() == 10_000
+    shard.on_batch([update("a", 2 * MINUTE)])
+    assert shard.snapshot().open["window_start"].unique().to_list() == [2 * MINUTE]  # two windows gone
+    gather = WindowGather(COUNT, shards=1, resume=None)
+    gather.on_batch([("closed", key, ClosedWindows(snapshot.open, 2 * MINUTE))])
+    assert gather.snapshot().pending["window_start"].unique().to_list() == [2 * MINUTE]

@@ -27,6 +27,7 @@ import bytewax.operators as op
 import polars as pl
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
+from bytewax.outputs import Sink
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from flows.engine.aggregate import Analytic
@@ -140,7 +141,7 @@ def run(flow: Dataflow, workers: int = 1, **kwargs: Any) -> None:
 
 @dataclass
 class WindowedOutputs:
-    """What :func:`windowed_flow` captured: engine frames, in arrival order."""
+    """What :func:`windowed_flow` captured: ``(key, frame)`` items, in arrival order."""
 
     results: list[Any] = field(default_factory=list)
     late: list[Any] = field(default_factory=list)
@@ -148,10 +149,8 @@ class WindowedOutputs:
     dead_letters: list[Any] = field(default_factory=list)
 
     def frame(self, stream: str) -> pl.DataFrame:
-        """Every row of a stream (``results`` rows of the closed windows), as one frame."""
-        items = getattr(self, stream)
-        frames = [value.rows if stream == "results" else value for _key, value in items]
-        frames = [frame for frame in frames if frame.height]
+        """Every row of a stream, as one frame (engine form: times in epoch ms)."""
+        frames = [value for _key, value in getattr(self, stream) if value.height]
         return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
 
 
@@ -165,22 +164,27 @@ def windowed_flow(
     shards: int = 2,
     fields: Sequence[str] | None = None,
     clock: Callable[[], float] = time.time,
+    sinks: Mapping[str, Sink] | None = None,
 ) -> tuple[Dataflow, WindowedOutputs]:
     """The engine around one windowed analytic: decode, stamp, window, captured.
 
     ``source`` is a Bytewax source or a list of items for a ``TestingSource``
     (e.g. from :func:`batches` and :func:`interleave`). Run the flow with
-    :func:`run`, then read the returned :class:`WindowedOutputs`.
+    :func:`run`, then read the returned :class:`WindowedOutputs`. ``sinks``
+    replaces the capture of some streams (``results``, ``late``,
+    ``quality``, ``dead_letters``), e.g. with file sinks for recovery tests.
     """
     captured = WindowedOutputs()
+    chosen = {name: TestingSink(getattr(captured, name)) for name in ("results", "late", "quality", "dead_letters")}
+    chosen.update(sinks or {})
     flow = Dataflow(f"test_{spec.name}")
     raw = op.input("read", flow, source if isinstance(source, Source) else TestingSource(list(source)))
     decoded = decode("decode", raw, fields)
     stamped = stamp_event_time("stamp_event_time", decoded.events, lateness_ms, dedup_horizon_ms)
     windows = window("windows", stamped, spec, partitions, shards, clock)
-    op.output("results", windows.results, TestingSink(captured.results))
-    op.output("late", windows.late, TestingSink(captured.late))
+    op.output("results", op.map("rows", windows.results, lambda kv: (kv[0], kv[1].rows)), chosen["results"])
+    op.output("late", windows.late, chosen["late"])
     if windows.quality is not None:
-        op.output("quality", windows.quality, TestingSink(captured.quality))
-    op.output("dead_letters", decoded.dead_letters, TestingSink(captured.dead_letters))
+        op.output("quality", windows.quality, chosen["quality"])
+    op.output("dead_letters", decoded.dead_letters, chosen["dead_letters"])
     return flow, captured

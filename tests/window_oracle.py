@@ -1,0 +1,110 @@
+"""The windowing engine's semantics, recomputed in plain Python over whole partitions.
+
+Written from the README's semantics table, event by event, sharing no code
+with the engine:
+
+- Per partition, in partition order, an event meets the watermark
+  ``max(ts of earlier events of the partition) - lateness`` (none before the
+  first event).
+- Dedup: an event is a duplicate when an earlier event of its partition had
+  the same ``event_id`` and ``ts >= max(earlier ts) - horizon``.
+- Fixed windows (``size``, ``slide``; tumbling when equal): an event belongs
+  to every window ``[s, s + size)`` with ``s`` a multiple of ``slide``; it is
+  late for a window when ``s + size <= watermark``, and counts in the others.
+- Sessions (``gap``): an event is late when ``ts + gap <= watermark``; a
+  key's on-time events, in time order, start a new session when they are at
+  least ``gap`` after the previous one; a session spans
+  ``[first, last + gap)``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+Event = dict  # ts (int ms), event_id, user_id, product_id, event_type, quantity
+
+
+@dataclass
+class Stamped:
+    partition: str
+    event: Event
+    watermark: int | None
+    duplicate: bool
+
+
+def stamp(per_partition: Mapping[str, Sequence[Event]], lateness_ms: int, horizon_ms: int | None) -> list[Stamped]:
+    out = []
+    for partition, events in per_partition.items():
+        newest: int | None = None
+        earlier: list[Event] = []
+        for event in events:
+            watermark = None if newest is None else newest - lateness_ms
+            duplicate = (
+                horizon_ms is not None
+                and event["event_id"] is not None
+                and newest is not None
+                and any(e["event_id"] == event["event_id"] and e["ts"] >= newest - horizon_ms for e in earlier)
+            )
+            out.append(Stamped(partition, event, watermark, duplicate))
+            earlier.append(event)
+            newest = event["ts"] if newest is None else max(newest, event["ts"])
+    return out
+
+
+@dataclass
+class Expected:
+    """Result groups (``members``: window start and key -> events), late events and per-window counts."""
+
+    members: dict[tuple, list[Event]] = field(default_factory=lambda: defaultdict(list))
+    late: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # (event_id, missed window starts)
+    late_per_window: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates_per_window: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates: int = 0
+
+
+def fixed_windows(stamped: list[Stamped], keys: Sequence[str], size_ms: int, slide_ms: int) -> Expected:
+    expected = Expected()
+    for item in stamped:
+        ts = item.event["ts"]
+        latest = ts - ts % slide_ms
+        starts = [latest - k * slide_ms for k in range(size_ms // slide_ms)]
+        if item.duplicate:
+            expected.duplicates += 1
+            for start in starts:
+                expected.duplicates_per_window[start] += 1
+            continue
+        missed = sorted(s for s in starts if item.watermark is not None and s + size_ms <= item.watermark)
+        for start in starts:
+            if start in missed:
+                expected.late_per_window[start] += 1
+            else:
+                expected.members[(start, *(item.event[k] for k in keys))].append(item.event)
+        if missed:
+            expected.late.append((item.event["event_id"], tuple(missed)))
+    return expected
+
+
+def sessions(stamped: list[Stamped], keys: Sequence[str], gap_ms: int) -> Expected:
+    expected = Expected()
+    by_key: dict[tuple, list[Event]] = defaultdict(list)
+    for item in stamped:
+        if item.duplicate:
+            expected.duplicates += 1
+            continue
+        ts = item.event["ts"]
+        if item.watermark is not None and ts + gap_ms <= item.watermark:
+            expected.late.append((item.event["event_id"], (ts,)))
+            continue
+        by_key[tuple(item.event[k] for k in keys)].append(item.event)
+    for key, events in by_key.items():
+        events = sorted(events, key=lambda e: e["ts"])
+        run = [events[0]]
+        for event in events[1:]:
+            if event["ts"] - run[-1]["ts"] >= gap_ms:
+                expected.members[(run[0]["ts"], *key)] = run
+                run = []
+            run.append(event)
+        expected.members[(run[0]["ts"], *key)] = run
+    return expected
