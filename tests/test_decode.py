@@ -191,6 +191,18 @@ def test_a_record_decodes_the_same_whatever_batch_it_is_in(records, cuts):
         assert_frame_equal(pl.concat([p.dead_letters for p in pieces]), whole.dead_letters)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(RECORDS[:3]), min_size=200, max_size=800), st.lists(st.integers(0, 799), max_size=6))
+def test_a_few_bad_lines_in_a_big_chunk_are_found_and_the_rest_decodes_as_without_them(good, bad_at):
+    records = list(good)
+    for position in bad_at:
+        records.insert(min(position, len(records)), b"{broken")
+    whole = decode_batch(RawBatch("p", jsonl(*records), origin="f"))
+    assert whole.dead_letters["source"].to_list() == [f"f:{i + 1}" for i, r in enumerate(records) if r == b"{broken"]
+    clean = decode_batch(RawBatch("p", jsonl(*good), origin="f"))  # the fast path, in one piece
+    assert_frame_equal(clean.events, whole.events)
+
+
 # -- REES46 CSV ------------------------------------------------------------------------
 
 

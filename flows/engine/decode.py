@@ -9,9 +9,11 @@ for every record that could not be decoded, why and where it came from.
 Fast path: Polars parses the whole chunk at once (ids and times read as
 strings, since they may arrive as numbers or strings; price and quantity as
 numbers when the whole chunk allows) and the checks run as column
-expressions. Only when a chunk fails to parse are its lines split out: a
-cheap Python check names suspects, each suspect is parsed by Polars alone,
-and the rest together (bisecting if Python and Polars ever disagree).
+expressions. Only when a chunk fails to parse are its lines split out:
+Polars parses it in groups (and the failing groups in sub-groups), a cheap
+Python check names suspects among the lines of groups that still fail, each
+suspect is parsed by Polars alone and the rest together (bisecting if
+Python and Polars ever disagree).
 Polars is the only judge, so a line decodes to the same values, or the same
 dead letter, whichever path it took and whatever batch it was in.
 
@@ -41,6 +43,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Sequence
 
+import numpy as np
 import polars as pl
 
 from flows.engine.schema import (
@@ -74,6 +77,10 @@ _REQUIRED_CSV = ({"ts", "event_time"}, {"event_type"}, {"user_id"}, {"product_id
 _BLANK = b" \t\r"
 _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
 _FANOUT = 16
+# Polars' messages for lines that are not JSON objects at all (as opposed to a
+# value of another type, which a second read as text fixes).
+_NOT_JSON_LINES = re.compile(r"error parsing line|expected to contain JSON object|InvalidUtf8")
+_NARROWING_LEVELS = 2  # 16 groups, then 16 sub-groups of each that fails
 _REASON_VALUE_CHARS = 60
 
 
@@ -182,7 +189,9 @@ def _parse_json(chunk: bytes, typed: pl.Schema, text: pl.Schema, aliases: dict[s
     """
     try:
         frame = pl.read_ndjson(io.BytesIO(chunk), schema=typed)
-    except Exception:  # noqa: BLE001 - a non-numeric price/quantity, or a bad line
+    except Exception as ex:  # noqa: BLE001 - a non-numeric price/quantity, or a bad line
+        if _NOT_JSON_LINES.search(str(ex)):
+            raise  # reading it as text would fail the same way
         frame = pl.read_ndjson(io.BytesIO(chunk), schema=text)
     # Fold aliases into canonical names; the canonical one wins. (An alias
     # nobody sent is all null: dropping it is free, coalescing is not.)
@@ -233,10 +242,16 @@ def _reason_unparseable(line: bytes, fmt: RecordFormat, error: Exception) -> str
 class _Listed:
     """Records as a list: what to parse, the original bytes, and where each came from."""
 
-    parse_lines: list[bytes]
-    originals: list[bytes]
-    positions: list[str]
-    keys: list[bytes | None]
+    parse_lines: Sequence[bytes]
+    originals: Sequence[bytes]
+    numbers: list[int]
+    """Line number (chunks) or offset (messages) of each record."""
+    separator: str
+    """Between the origin and the number in a position: ``:`` (line) or ``@`` (offset)."""
+    keys: list[bytes | None] | None
+
+    def position(self, origin: str, index: int) -> str:
+        return f"{origin}{self.separator}{self.numbers[index]}"
 
 
 class _Records:
@@ -255,29 +270,21 @@ class _Records:
     @cached_property
     def listed(self) -> _Listed:
         raw = self.raw
-        parse_lines: list[bytes] = []
-        originals: list[bytes] = []
-        positions: list[str] = []
-        keys: list[bytes | None] = []
         if self.is_chunk:
-            for number, line in enumerate(bytes(raw.payload).split(b"\n"), start=raw.first_line):
-                if line.strip(_BLANK):
-                    line = line[:-1] if line.endswith(b"\r") else line
-                    parse_lines.append(line)
-                    originals.append(line)
-                    positions.append(f"{raw.origin}:{number}")
-                    keys.append(None)
-        else:
-            for index, message in enumerate(raw.payload):  # type: ignore[arg-type]
-                offset = raw.offsets[index] if raw.offsets is not None else index
-                original = bytes(message) if message is not None else b""
-                originals.append(original)
-                positions.append(f"{raw.origin}@{offset}")
-                keys.append(raw.keys[index] if raw.keys is not None else None)
-                # A raw newline can only be JSON whitespace (or garbage): flatten it
-                # so one message stays one line.
-                parse_lines.append(original.replace(b"\n", b" ").replace(b"\r", b" "))
-        return _Listed(parse_lines, originals, positions, keys)
+            view = _ChunkLines.of(bytes(raw.payload), raw.first_line)
+            if view is not None:
+                return _Listed(view, view, view.numbers, ":", None)  # type: ignore[arg-type]
+            split = bytes(raw.payload).split(b"\n")
+            numbered = [(number, line) for number, line in enumerate(split, start=raw.first_line) if line.strip(_BLANK)]
+            lines = [line[:-1] if line.endswith(b"\r") else line for _, line in numbered]
+            return _Listed(lines, lines, [number for number, _ in numbered], ":", None)
+        originals = [bytes(message) if message is not None else b"" for message in raw.payload]  # type: ignore[union-attr]
+        offsets = list(raw.offsets) if raw.offsets is not None else list(range(len(originals)))
+        keys = list(raw.keys) if raw.keys is not None else None
+        # A raw newline can only be JSON whitespace (or garbage): flatten it so
+        # one message stays one line.
+        lines = [o.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in o or b"\r" in o else o for o in originals]
+        return _Listed(lines, originals, offsets, "@", keys)
 
     def parse(self) -> tuple[pl.DataFrame, list[int] | None]:
         """Parse every record: the string fields, and each row's record index.
@@ -337,8 +344,11 @@ class _Records:
         Polars disagree).
         """
         lines = self.listed.parse_lines
-        nonblank = [i for i, line in enumerate(lines) if line.strip(_BLANK)]
-        self.unparseable = [(i, "empty record") for i, line in enumerate(lines) if not line.strip(_BLANK)]
+        if isinstance(lines, _ChunkLines):  # no blank lines by construction
+            nonblank, self.unparseable = list(range(len(lines))), []
+        else:
+            nonblank = [i for i, line in enumerate(lines) if line.strip(_BLANK)]
+            self.unparseable = [(i, "empty record") for i, line in enumerate(lines) if not line.strip(_BLANK)]
         if self.raw.format == "csv":
             width = len(self.raw.csv_header or ())
             counts = {i: _csv_fields(lines[i]) for i in nonblank}
@@ -351,6 +361,10 @@ class _Records:
         frames: list[pl.DataFrame] = []
         rows: list[int] = []
         if known_bad:
+            # Narrow the search with Polars first (a bad line or two in a big
+            # batch costs a few dozen small parses instead of a Python check of
+            # every line), then check only the lines of the groups that failed.
+            nonblank = self._failing(lines, nonblank, frames, rows, _NARROWING_LEVELS)
             check = _json_object if self.raw.format == "jsonl" else _csv_plausible
             suspects = [i for i in nonblank if not check(lines[i])]
             for index in suspects:
@@ -366,12 +380,31 @@ class _Records:
             rows = [rows[i] for i in order]
         return fields, rows
 
+    def _failing(self, lines: list[bytes], indices: list[int], frames: list, rows: list[int], levels: int) -> list[int]:
+        """Parse ``indices`` in groups, ``levels`` deep; keep what parses, return the lines of groups that failed."""
+        if levels == 0 or len(indices) <= _FANOUT:
+            return indices
+        failed: list[int] = []
+        step = -(-len(indices) // _FANOUT)
+        for start in range(0, len(indices), step):
+            group = indices[start : start + step]
+            try:
+                frame = self.parse_fn(_join(lines, group))
+            except Exception:  # noqa: BLE001 - a bad line in there: look closer
+                frame = None
+            if frame is not None and frame.height == len(group):
+                frames.append(frame)
+                rows.extend(group)
+            else:
+                failed.extend(self._failing(lines, group, frames, rows, levels - 1))
+        return failed
+
     def _bisect(self, lines: list[bytes], indices: list[int], frames: list, rows: list[int]) -> None:
         """Parse ``indices`` in order; split any group Polars rejects, down to single lines."""
         if not indices:
             return
         try:
-            frame = self.parse_fn(b"\n".join(lines[i] for i in indices))
+            frame = self.parse_fn(_join(lines, indices))
             if frame.height == len(indices):
                 frames.append(frame)
                 rows.extend(indices)
@@ -400,11 +433,57 @@ class _Records:
             {
                 "reason": [reason for _, reason in entries],
                 "raw": [listed.originals[i] for i, _ in entries],
-                "source": [listed.positions[i] for i, _ in entries],
-                "key": [listed.keys[i] for i, _ in entries],
+                "source": [listed.position(self.raw.origin, i) for i, _ in entries],
+                "key": [listed.keys[i] if listed.keys is not None else None for i, _ in entries],
             },
             schema=DEAD_LETTER_SCHEMA,
         )
+
+
+class _ChunkLines(Sequence[bytes]):
+    """The lines of a chunk as offsets into it: no Python object per line until one is asked for.
+
+    Only for chunks without blank lines or carriage returns (the usual
+    case); a contiguous run of lines is one slice of the chunk.
+    """
+
+    def __init__(self, chunk: bytes, starts: list[int], ends: list[int], numbers: list[int]) -> None:
+        self.chunk, self.starts, self.ends, self.numbers = chunk, starts, ends, numbers
+
+    @classmethod
+    def of(cls, chunk: bytes, first_line: int) -> _ChunkLines | None:
+        if b"\r" in chunk:
+            return None
+        data = np.frombuffer(chunk, dtype=np.uint8)
+        newlines = np.flatnonzero(data == 10)
+        starts = np.concatenate(([0], newlines + 1))
+        ends = np.concatenate((newlines, [len(chunk)]))
+        keep = ends > starts  # empty lines are not records
+        starts, ends = starts[keep], ends[keep]
+        indented = np.flatnonzero((data[starts] == 32) | (data[starts] == 9))
+        if any(not chunk[starts[i] : ends[i]].strip(_BLANK) for i in indented.tolist()):
+            return None  # a line of only spaces: leave it to the careful listing
+        numbers = np.arange(first_line, first_line + len(keep))[keep]
+        return cls(chunk, starts.tolist(), ends.tolist(), numbers.tolist())
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self.chunk[self.starts[index] : self.ends[index]]
+
+    def join(self, indices: list[int]) -> bytes:
+        if indices[-1] - indices[0] + 1 == len(indices):  # a run: one slice
+            return self.chunk[self.starts[indices[0]] : self.ends[indices[-1]]]
+        return b"\n".join(self[i] for i in indices)
+
+
+def _join(lines: Sequence[bytes], indices: list[int]) -> bytes:
+    if isinstance(lines, _ChunkLines):
+        return lines.join(indices)
+    return b"\n".join(lines[i] for i in indices)
 
 
 def _empty_fields() -> pl.DataFrame:
