@@ -281,7 +281,7 @@ def test_a_session_closes_one_gap_after_its_end_so_no_on_time_event_can_still_re
     assert out[0].rows.select("user_id", "window_start", "last_ts", "window_end", "n").rows() == [
         ("u", 0, 6_000, 16_000, 2)
     ]
-    assert shard.open is not None and shard.open.height == 0  # closed sessions leave state at once
+    assert shard.state.rows == 0 and shard.snapshot().open is None  # closed sessions leave state at once
 
 
 def test_a_session_function_sees_the_events_of_each_closed_session():
@@ -298,7 +298,7 @@ def test_a_session_function_sees_the_events_of_each_closed_session():
     out, _ = shard.on_batch([ShardUpdate("a", raw.clear().select("ts", "user_id", "quantity"), 30_000)])
     assert out[0].rows.select("window_start", "window_end", "len").rows() == [(0, 14_000, 2)]
     assert seen[0]["ts"].to_list() == [0, 4_000]
-    assert shard.open["ts"].to_list() == [50_000]  # only the open session's events stay
+    assert shard.snapshot().open["ts"].to_list() == [50_000]  # only the open session's events stay
 
 
 # -- idle partitions --------------------------------------------------------------------

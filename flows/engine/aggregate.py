@@ -121,10 +121,12 @@ class WindowedAggregate:
             return self.empty()
         if len(frames) == 1:
             return frames[0]
+        return self.combine(pl.concat(frames, how="vertical"), group)
+
+    def combine(self, rows: pl.DataFrame, group: Sequence[str] | None = None) -> pl.DataFrame:
+        """Merge partial aggregates in one frame that may repeat a window and key."""
         by = list(group) if group is not None else self.group
-        return pl.concat(frames, how="vertical").group_by(by).agg(
-            agg.merge(name).alias(name) for name, agg in self.aggs.items()
-        )
+        return rows.group_by(by).agg(agg.merge(name).alias(name) for name, agg in self.aggs.items())
 
     def empty(self) -> pl.DataFrame:
         schema: dict[str, pl.DataType] = {WINDOW_START: pl.Int64(), **{k: pl.String() for k in self.keys}}

@@ -29,17 +29,15 @@ from typing import Callable, Sequence
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import EVENTS, LAST_TS, Analytic, WindowedAggregate, WindowedFunction
+from flows.engine.aggregate import EVENTS, LAST_TS, Analytic, WindowedAggregate
 from flows.engine.errors import DmpError, StateError
 from flows.engine.lateness import MISSED, split_late
 from flows.engine.routing import balanced_keys
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, StampedBatch
-from flows.engine.sessions import merge_sessions, session_partials, sessions_of_events
+from flows.engine.sessions import session_partials
+from flows.engine.state import open_state, split_closed
 from flows.engine.windows import WINDOW_END, WINDOW_START, SessionWindow, TumblingWindow, Window
 
-# Compact pending partial aggregates once they outgrow this many rows (or
-# twice the merged state), so memory stays proportional to open windows.
-_COMPACT_ROWS = 200_000
 QUALITY_COUNTS = ("late", "duplicates", "dead_letters")
 
 
@@ -103,22 +101,6 @@ def shard_of(frame: pl.DataFrame, keys: Sequence[str], shards: int) -> pl.Series
     return key_text.to_frame().join(lookup, on="_key", how="left", maintain_order="left")["_shard"]
 
 
-def split_closed(rows: pl.DataFrame, ends: pl.Series, until: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows whose window ends at or before ``until``, and the others.
-
-    Series masks and gathers rather than two ``filter`` calls: on the small
-    frames a shard closes, a frame filter costs ~130 us here, a gather ~40.
-    """
-    if not rows.height:
-        return rows, rows
-    closed = ends <= until
-    if closed.all():
-        return rows, rows.clear()
-    if not closed.any():
-        return rows.clear(), rows
-    return rows[closed.arg_true()], rows[(~closed).arg_true()]
-
-
 def route(batch: StampedBatch, spec: Analytic, shards: int) -> Routed:
     """Split one stamped batch into late events, per-shard updates and quality counts."""
     on_time, late = split_late(batch.events, spec.window)
@@ -171,7 +153,7 @@ class ShardState:
     shards: int
     watermarks: dict[str, int]
     idle: set[str]
-    open: pl.DataFrame
+    open: pl.DataFrame | None
     closed_until: int
 
 
@@ -192,9 +174,7 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
         known = resume.watermarks if resume is not None else {}
         self.watermarks = {p: known.get(p, BEGINNING_OF_TIME) for p in partitions}
         self.idle = set(resume.idle) & set(partitions) if resume is not None else set()
-        self.open: pl.DataFrame | None = resume.open if resume is not None else None
-        self.pending: list[pl.DataFrame] = []
-        self.pending_rows = 0
+        self.state = open_state(spec, resume.open if resume is not None else None)
         self.dropped: list[pl.DataFrame] = []
         self.closed_until = resume.closed_until if resume is not None else BEGINNING_OF_TIME
 
@@ -236,8 +216,7 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
                 late_rows, rows = split_closed(rows, ends, self.closed_until)
                 self.dropped.append(self._counts(late_rows))
         if rows.height:
-            self.pending.append(rows)
-            self.pending_rows += rows.height
+            self.state.add(rows)
 
     # -- closing ----------------------------------------------------------------------
     def _close(self, watermark: int) -> list[ClosedWindows]:
@@ -248,41 +227,28 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
         else:
             until = self.window.closed_until(watermark)
         if until <= self.closed_until and not self.dropped:
-            if self.pending_rows > max(_COMPACT_ROWS, 2 * self._open_rows()):
-                self._compact()
             return []
-        self._compact()
-        state = self.open if self.open is not None else self._empty()
-        done, self.open = self._split(state, until)
+        done = self.state.close(until)
+        if done is None and not self.spec.gathers and not self.dropped:
+            self.closed_until = max(until, self.closed_until)
+            return []  # sessions: nothing closed, and nobody waits for progress
         self.closed_until = max(until, self.closed_until)
         rows, counts = self._results(done)
         dropped = pl.concat(self.dropped, how="vertical") if self.dropped else None
         self.dropped = []
-        # Emitted even when empty: the gather step needs every shard's progress.
+        # Fixed windows: emitted even when empty, the gather step needs every shard's progress.
         return [ClosedWindows(rows, self.closed_until, watermark, counts, dropped)]
 
-    def _split(self, state: pl.DataFrame, until: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-        if isinstance(self.window, SessionWindow):
-            gap = self.window.gap_ms
-            # A session is final once no on-time event can still reach it: the
-            # minimum watermark is past its end (last + gap) plus one more gap.
-            if isinstance(self.spec, WindowedFunction):  # state: raw events; sessions found anew
-                numbered = sessions_of_events(state, self.spec.keys, gap)
-                done, rest = split_closed(numbered, numbered[LAST_TS] + 2 * gap, until)
-                return done, rest.drop(WINDOW_START, LAST_TS)
-            return split_closed(state, state[LAST_TS] + 2 * gap, until)
-        return split_closed(state, state[WINDOW_START] + self.window.size_ms, until)
-
-    def _results(self, done: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    def _results(self, done: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         if isinstance(self.spec, WindowedAggregate):
             # The rows carry their event counts; the gather step adds them up once.
-            rows = done
+            rows = done if done is not None else self.spec.empty()
             if isinstance(self.window, SessionWindow):
                 rows = rows.with_columns((pl.col(LAST_TS) + self.window.gap_ms).alias(WINDOW_END))
             return rows, None
+        if done is None:
+            return pl.DataFrame(), None
         counts = self._counts(done) if self.spec.gathers else None
-        if not done.height:
-            return pl.DataFrame(), counts
         if isinstance(self.window, SessionWindow):
             done = done.with_columns((pl.col(LAST_TS) + self.window.gap_ms).alias(WINDOW_END))
         return self.spec.function(done), counts
@@ -292,31 +258,8 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
             return rows.group_by(WINDOW_START).agg(pl.col(EVENTS).sum())
         return rows.group_by(WINDOW_START).agg(pl.len().cast(pl.Int64).alias(EVENTS))
 
-    def _compact(self) -> None:
-        if not self.pending:
-            return
-        frames = [self.open, *self.pending] if self.open is not None else self.pending
-        if isinstance(self.spec, WindowedFunction):
-            self.open = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-        elif isinstance(self.window, SessionWindow):
-            self.open = merge_sessions(frames, self.spec)
-        else:
-            self.open = self.spec.merge(frames)
-        self.pending, self.pending_rows = [], 0
-
-    def _open_rows(self) -> int:
-        return self.open.height if self.open is not None else 0
-
-    def _empty(self) -> pl.DataFrame:
-        if isinstance(self.spec, WindowedAggregate):
-            return self.spec.empty()
-        columns = [*self.spec.needed] + ([] if isinstance(self.window, SessionWindow) else [WINDOW_START])
-        return pl.DataFrame(schema={c: pl.Int64 if c in ("ts", WINDOW_START) else pl.String for c in columns})
-
     def snapshot(self) -> ShardState:
-        self._compact()
-        return ShardState(self.shards, dict(self.watermarks), set(self.idle),
-                          self.open if self.open is not None else self._empty(), self.closed_until)
+        return ShardState(self.shards, dict(self.watermarks), set(self.idle), self.state.held(), self.closed_until)
 
 
 @dataclass
