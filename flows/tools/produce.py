@@ -26,7 +26,7 @@ from typing import Iterator
 import polars as pl
 from confluent_kafka import Producer
 
-from flows.engine.config import KafkaSettings, SimSettings, parse_duration_ms
+from flows.engine.config import KafkaSettings, SimSettings
 from flows.engine.errors import DmpError
 from flows.engine.schema import RawBatch
 from flows.engine.sinks.kafka import PRODUCER_DEFAULTS
