@@ -30,7 +30,8 @@ def partials(rows: list[tuple[int, str, int]]) -> pl.DataFrame:
 
 
 def sums(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select("window_start", "product_id", "n")
+    """The sums of partial rows, in window and key order."""
+    return frame.select("window_start", "product_id", "n").sort("window_start", "product_id")
 
 
 def rows_of(closed: list) -> int:

@@ -115,9 +115,23 @@ def decode(step_id: str, up: Stream[Any], optional: Sequence[str] | None = None)
     return Decoded(events, dead, tallies)
 
 
+Observer = Callable[[Any], Any]
+"""Called with every stateful logic a step builds, e.g. to watch its state size."""
+
+
+def _observed(observe: Observer | None, logic: Any) -> Any:
+    if observe is not None:
+        observe(logic)
+    return logic
+
+
 @operator
 def stamp_event_time(
-    step_id: str, up: Stream[EventBatch], lateness_ms: int, dedup_horizon_ms: int | None = None
+    step_id: str,
+    up: Stream[EventBatch],
+    lateness_ms: int,
+    dedup_horizon_ms: int | None = None,
+    observe: Observer | None = None,
 ) -> Stream[StampedBatch]:
     """Stamp each event with the watermark of its partition just before it arrived.
 
@@ -126,7 +140,9 @@ def stamp_event_time(
     """
     keyed = op.key_on("key_by_partition", up, lambda batch: batch.partition)
     stamped = op.stateful_batch(
-        "partition_watermark", keyed, lambda resume: PartitionWatermark(lateness_ms, dedup_horizon_ms, resume)
+        "partition_watermark",
+        keyed,
+        lambda resume: _observed(observe, PartitionWatermark(lateness_ms, dedup_horizon_ms, resume)),
     )
     return op.key_rm("unkey", stamped)
 
@@ -153,25 +169,30 @@ def window(
     partitions: Sequence[str],
     shards: int,
     clock: Callable[[], float] = time.time,
+    observe: Observer | None = None,
 ) -> Windowed:
     """Run a windowed analytic (:mod:`flows.engine.aggregate`) over stamped events.
 
     Its state is split over ``shards`` keyed states spread over the workers;
     a window closes when the minimum watermark of all ``partitions`` (every
     source partition must be named) passes its end. ``clock`` (wall time)
-    only stamps quality rows.
+    only stamps quality rows; ``observe`` sees every shard and gather logic.
     """
     declared = tuple(partitions)
     routed = op.map("route", up, lambda batch: route(batch, spec, shards))
     late = op.filter_map("late", routed, lambda r: (r.partition, r.late) if r.late.height else None)
     updates = op.flat_map("to_shards", routed, lambda r: r.updates)
-    closed = op.stateful_batch("shard_windows", updates, lambda resume: WindowShard(spec, declared, shards, resume))
+    closed = op.stateful_batch(
+        "shard_windows", updates, lambda resume: _observed(observe, WindowShard(spec, declared, shards, resume))
+    )
     if not spec.gathers:
         return Windowed(op.filter("closed_rows", closed, lambda kv: kv[1].rows.height > 0), late, None)
     shard_news = op.map("shard_news", closed, lambda kv: (spec.name, ("closed", kv[0], kv[1])))
     tallies = op.filter_map("tallies", routed, lambda r: (spec.name, ("tally", r.tally)) if r.tally is not None else None)
     news = op.merge("news", shard_news, tallies)
-    gathered = op.stateful_batch("gather_windows", news, lambda resume: WindowGather(spec, shards, resume, clock))
+    gathered = op.stateful_batch(
+        "gather_windows", news, lambda resume: _observed(observe, WindowGather(spec, shards, resume, clock))
+    )
     split = op.branch("results_or_quality", gathered, lambda kv: isinstance(kv[1], ClosedWindows))
     return Windowed(split.trues, late, split.falses)
 

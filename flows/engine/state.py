@@ -27,10 +27,11 @@ from flows.engine.schema import END_OF_TIME
 from flows.engine.sessions import merge_sessions, sessions_of_events
 from flows.engine.windows import WINDOW_START, SessionWindow, TumblingWindow
 
-# Merge pending rows once they outgrow this many (or twice what is held).
-COMPACT_ROWS = 200_000
+# Merge pending rows once they outgrow this many (or what is held, for fixed
+# windows; twice that for sessions, whose merges cost more).
+COMPACT_ROWS = 50_000
 # A window's chunks are merged into one when they grow more than this many.
-_MAX_CHUNKS = 4
+_MAX_CHUNKS = 2
 
 
 def split_closed(rows: pl.DataFrame, ends: pl.Series, until: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -80,7 +81,7 @@ class FixedWindows:
     def add(self, rows: pl.DataFrame) -> None:
         self.pending.append(rows)
         self.pending_rows += rows.height
-        if self.pending_rows > max(COMPACT_ROWS, 2 * self.held_rows):
+        if self.pending_rows > max(COMPACT_ROWS, self.held_rows):
             self.compact()
 
     def compact(self) -> None:
@@ -120,10 +121,19 @@ class FixedWindows:
                 frames.append(done)
         return self._merge(_concat(frames)) if frames else None
 
+    def frames(self) -> list[pl.DataFrame]:
+        """The frames held right now, as they are (to measure them)."""
+        return [chunk for chunks in self.windows.values() for chunk in chunks] + self.pending
+
     def held(self) -> pl.DataFrame | None:
-        """Everything held, as one frame of partial rows (for snapshots)."""
-        frames = [chunk for start in sorted(self.windows) for chunk in self.windows[start]] + self.pending
-        return _concat(frames) if frames else None
+        """Everything held, merged into one frame (for snapshots; the state keeps the merged rows too)."""
+        frames = self.frames()
+        if not frames:
+            return None
+        merged = self._merge(_concat(frames))
+        self.windows, self.held_rows, self.pending, self.pending_rows = {}, 0, [merged], merged.height
+        self.compact()  # files the merged rows under their windows again
+        return merged
 
 
 class Sessions:
@@ -189,6 +199,10 @@ class Sessions:
         self.open = rest if rest.height else None
         self.next_close = self._first_close(rest) if rest.height else END_OF_TIME
         return done if done.height else None
+
+    def frames(self) -> list[pl.DataFrame]:
+        """The frames held right now, as they are (to measure them)."""
+        return ([self.open] if self.open is not None else []) + self.pending
 
     def held(self) -> pl.DataFrame | None:
         self.compact()
