@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Literal, Mapping
 
 from flows.engine.errors import ConfigError
-from flows.engine.windows import SlidingWindow, TumblingWindow
+from flows.engine.windows import FixedWindow, SlidingWindow, TumblingWindow
 
 SourceKind = Literal["sim", "file", "kafka"]
 SinkKind = Literal["files", "kafka"]
@@ -283,7 +283,7 @@ class Settings:
         )
 
     @property
-    def window(self) -> TumblingWindow:
+    def window(self) -> FixedWindow:
         """The trend windows: tumbling, or sliding when ``DMP_WINDOW_SLIDE`` is set."""
         slide = self.window_slide_ms
         if slide is None or slide == self.window_ms:

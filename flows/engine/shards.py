@@ -36,7 +36,7 @@ from flows.engine.routing import balanced_keys
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, StampedBatch
 from flows.engine.sessions import session_partials
 from flows.engine.state import open_state, split_closed
-from flows.engine.windows import WINDOW_END, WINDOW_START, SessionWindow, TumblingWindow, Window
+from flows.engine.windows import WINDOW_END, WINDOW_START, FixedWindow, SessionWindow, Window
 
 QUALITY_COUNTS = ("late", "duplicates", "dead_letters")
 
@@ -122,7 +122,7 @@ def route(batch: StampedBatch, spec: Analytic, shards: int) -> Routed:
     return Routed(batch.partition, late, updates, tally)
 
 
-def quality_tally(batch: StampedBatch, late: pl.DataFrame, window: TumblingWindow) -> pl.DataFrame | None:
+def quality_tally(batch: StampedBatch, late: pl.DataFrame, window: FixedWindow) -> pl.DataFrame | None:
     """Late events, duplicates and dead letters of one batch, counted per window.
 
     Late events count in every window they missed; duplicates in every
@@ -293,7 +293,7 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
     def __init__(self, spec: Analytic, shards: int, resume: GatherState | None,
                  clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
-        self.window: TumblingWindow = spec.window  # type: ignore[assignment]
+        self.window: FixedWindow = spec.window  # type: ignore[assignment]
         self.clock = clock
         keys = balanced_keys(shards)
         known = resume.progress if resume is not None else {}

@@ -25,7 +25,7 @@ import polars as pl
 from flows.engine.aggregate import LAST_TS, Analytic, WindowedAggregate
 from flows.engine.schema import END_OF_TIME
 from flows.engine.sessions import merge_sessions, sessions_of_events
-from flows.engine.windows import WINDOW_START, SessionWindow, TumblingWindow
+from flows.engine.windows import WINDOW_START, FixedWindow, SessionWindow
 
 # Merge pending rows once they outgrow this many (or what is held, for fixed
 # windows; twice that for sessions, whose merges cost more).
@@ -65,7 +65,7 @@ class FixedWindows:
 
     def __init__(self, spec: Analytic, held: pl.DataFrame | None = None) -> None:
         self.spec = spec
-        self.window: TumblingWindow = spec.window  # type: ignore[assignment]
+        self.window: FixedWindow = spec.window  # type: ignore[assignment]
         self.windows: dict[int, list[pl.DataFrame]] = {}
         self.held_rows = 0
         self.pending: list[pl.DataFrame] = []

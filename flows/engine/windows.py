@@ -26,8 +26,35 @@ WINDOW_START = "window_start"
 WINDOW_END = "window_end"
 
 
+class _Fixed:
+    """What tumbling and sliding windows share: ``size_ms`` long, one every ``slide_ms``."""
+
+    size_ms: int
+    slide_ms: int
+
+    @property
+    def extent_ms(self) -> int:
+        """How long after an event's time its last window can still be open."""
+        return self.size_ms
+
+    @property
+    def windows_per_event(self) -> int:
+        return self.size_ms // self.slide_ms
+
+    def start(self, ts: pl.Expr) -> pl.Expr:
+        """Start of the latest window holding each ``ts`` (floor division, so negatives work)."""
+        return (ts // self.slide_ms) * self.slide_ms
+
+    def end(self, start: pl.Expr) -> pl.Expr:
+        return start + self.size_ms
+
+    def closed_until(self, watermark: int) -> int:
+        """The latest window end a watermark has passed (windows ending there are closed)."""
+        return (watermark // self.slide_ms) * self.slide_ms
+
+
 @dataclass(frozen=True)
-class TumblingWindow:
+class TumblingWindow(_Fixed):
     """Back-to-back windows of ``size_ms``: ``[k * size, (k + 1) * size)``.
 
     >>> w = TumblingWindow(60_000)
@@ -43,65 +70,37 @@ class TumblingWindow:
             raise ValueError(msg)
 
     @property
-    def slide_ms(self) -> int:
+    def slide_ms(self) -> int:  # type: ignore[override]
         return self.size_ms
-
-    @property
-    def extent_ms(self) -> int:
-        """How long after an event's time its last window can still be open."""
-        return self.size_ms
-
-    def start(self, ts: pl.Expr) -> pl.Expr:
-        """Start of the (only) window holding each ``ts`` (floor division, so negatives work)."""
-        return (ts // self.size_ms) * self.size_ms
 
     def assign(self, events: pl.DataFrame) -> pl.DataFrame:
         """Each event with the start of its window."""
         return events.with_columns(self.start(pl.col("ts")).alias(WINDOW_START))
 
-    def end(self, start: pl.Expr) -> pl.Expr:
-        return start + self.size_ms
-
-    def closed_until(self, watermark: int) -> int:
-        """The latest window end a watermark has passed (windows ending there are closed)."""
-        return (watermark // self.slide_ms) * self.slide_ms
-
 
 @dataclass(frozen=True)
-class SlidingWindow(TumblingWindow):
+class SlidingWindow(_Fixed):
     """Windows ``size_ms`` long starting every ``slide_ms``: ``[k * slide, k * slide + size)``.
 
     Each event belongs to ``size / slide`` windows.
 
-    >>> w = SlidingWindow(300_000, 60_000)
+    >>> w = SlidingWindow(300_000, slide_ms=60_000)
     >>> w.assign(pl.DataFrame({"ts": [90_000]}))[WINDOW_START].to_list()
     [60000, 0, -60000, -120000, -180000]
     """
 
-    slide: int = 0
+    size_ms: int
+    slide_ms: int
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.slide <= 0 or self.size_ms % self.slide:
-            msg = f"a sliding window's slide must divide its size; got size {self.size_ms} ms, slide {self.slide} ms"
+        if self.size_ms <= 0 or self.slide_ms <= 0 or self.size_ms % self.slide_ms:
+            msg = f"a sliding window's slide must divide its size; got size {self.size_ms} ms, slide {self.slide_ms} ms"
             raise ValueError(msg)
-
-    @property
-    def slide_ms(self) -> int:
-        return self.slide
-
-    @property
-    def windows_per_event(self) -> int:
-        return self.size_ms // self.slide
-
-    def start(self, ts: pl.Expr) -> pl.Expr:
-        """Start of the *latest* window holding each ``ts``."""
-        return (ts // self.slide) * self.slide
 
     def assign(self, events: pl.DataFrame) -> pl.DataFrame:
         """Each event once per window covering it, with that window's start."""
         latest = self.start(pl.col("ts"))
-        back = pl.int_ranges(0, self.windows_per_event, dtype=pl.Int64) * self.slide
+        back = pl.int_ranges(0, self.windows_per_event, dtype=pl.Int64) * self.slide_ms
         return events.with_columns((latest - back).alias(WINDOW_START)).explode(WINDOW_START)
 
 
@@ -126,8 +125,3 @@ class SessionWindow:
 
 FixedWindow = Union[TumblingWindow, SlidingWindow]
 Window = Union[TumblingWindow, SlidingWindow, SessionWindow]
-
-
-def sliding(size_ms: int, slide_ms: int) -> SlidingWindow:
-    """A sliding window of ``size_ms`` every ``slide_ms`` (readable constructor)."""
-    return SlidingWindow(size_ms, slide_ms)

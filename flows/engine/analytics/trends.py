@@ -24,7 +24,7 @@ from bytewax.operators import StatefulBatchLogic
 from flows.engine.aggregate import Sum, WindowedAggregate
 from flows.engine.present import iso, money, to_micros
 from flows.engine.shards import ClosedWindows
-from flows.engine.windows import WINDOW_START, TumblingWindow
+from flows.engine.windows import WINDOW_START, FixedWindow
 
 OUTPUT_SCHEMA = pl.Schema(
     {
@@ -43,7 +43,7 @@ OUTPUT_SCHEMA = pl.Schema(
 )
 
 
-def trends_aggregate(window: TumblingWindow) -> WindowedAggregate:
+def trends_aggregate(window: FixedWindow) -> WindowedAggregate:
     """The per-product counters, declared for the engine (tumbling or sliding windows)."""
     event_type = pl.col("event_type")
     purchase = event_type == "purchase"
@@ -64,7 +64,7 @@ def trends_aggregate(window: TumblingWindow) -> WindowedAggregate:
     )
 
 
-def tiling(rows: pl.DataFrame, window: TumblingWindow) -> pl.DataFrame:
+def tiling(rows: pl.DataFrame, window: FixedWindow) -> pl.DataFrame:
     """The rows of windows that tile time (every window, unless they slide).
 
     Sliding windows overlap, so totals over them would count an event once
@@ -121,7 +121,7 @@ def compare_with_previous(rows: pl.DataFrame, previous: pl.DataFrame, step_ms: i
     return compared.sort([WINDOW_START, "product_id"])
 
 
-def present(rows: pl.DataFrame, window: TumblingWindow) -> pl.DataFrame:
+def present(rows: pl.DataFrame, window: FixedWindow) -> pl.DataFrame:
     """Engine rows -> output rows (:data:`OUTPUT_SCHEMA`)."""
     return rows.select(
         iso(WINDOW_START).alias("window_start"),
@@ -145,7 +145,7 @@ class TrendChange(StatefulBatchLogic[ClosedWindows, pl.DataFrame, pl.DataFrame])
     catalog), since "previous" means the immediately preceding window.
     """
 
-    def __init__(self, window: TumblingWindow, resume: pl.DataFrame | None) -> None:
+    def __init__(self, window: FixedWindow, resume: pl.DataFrame | None) -> None:
         self.window = window
         self.last = resume
 
