@@ -7,10 +7,11 @@
    in partition order, because the watermark travels in-band with the data.
 2. :class:`WindowShard` (a ``stateful_batch`` keyed by shard, named by
    :func:`~flows.engine.routing.balanced_keys` so shards spread evenly):
-   merge what arrives, and close a window when the minimum watermark over
-   the declared partitions (leaving out idle ones) reaches its end; a session
-   when it reaches its end plus the gap (only then can no on-time event
-   still touch it). Closed windows leave state at once.
+   hold what arrives (:mod:`flows.engine.state`), and close a window when
+   the minimum watermark over the declared partitions (leaving out idle
+   ones) reaches its end; a session when it reaches its end plus the gap
+   (only then can no on-time event still touch it). Closed windows leave
+   state at once.
 3. :class:`WindowGather` (one key per analytic, fixed windows): once every
    shard has closed a window, emit all its rows together, exactly once, in
    window order, and a quality row for it.
