@@ -5,9 +5,9 @@ An analytic is one of:
 - :class:`WindowedAggregate`: key columns, a window (tumbling, sliding or
   session) and named measures, each a per-event Polars expression reduced by
   a mergeable aggregate (:func:`Sum`, :func:`Count`, :func:`Min`,
-  :func:`Max`). Partial aggregates are computed per batch where the batch
-  is and merged in keyed state, so state holds one row per open window and
-  key, never raw events.
+  :func:`Max`, :func:`Distinct`). Partial aggregates are computed per batch
+  where the batch is and merged in keyed state, so state holds one row per
+  open window and key, never raw events.
 - :class:`WindowedFunction`: key columns, a window, the event columns it
   needs and a frame -> frame function run on each closed window's events,
   for what does not merge (distinct counts, medians, ordered funnels).
@@ -36,7 +36,7 @@ from flows.engine.windows import WINDOW_START, SessionWindow, TumblingWindow, Wi
 EVENTS = "events"
 LAST_TS = "last_ts"  # sessions: the time of their last event
 
-AggKind = Literal["sum", "count", "min", "max"]
+AggKind = Literal["sum", "count", "min", "max", "distinct"]
 
 
 @dataclass(frozen=True)
@@ -45,18 +45,31 @@ class Agg:
 
     expr: pl.Expr | None
     kind: AggKind = "sum"
+    limit: int | None = None  # distinct: keep only the smallest ``limit`` values
 
     def partial(self) -> pl.Expr:
         """Reduce a group of events."""
         if self.kind == "count":
             return pl.len().cast(pl.Int64)
+        if self.kind == "distinct":
+            return self._bounded(self.expr.drop_nulls().unique().sort())  # type: ignore[union-attr]
         reduced = getattr(self.expr, self.kind)()
         # Sums of booleans and small ints become Int64, so partials concatenate.
         return reduced.cast(pl.Int64) if self.kind == "sum" else reduced
 
     def merge(self, column: str) -> pl.Expr:
         """Reduce a group of partial results in ``column``."""
+        if self.kind == "distinct":
+            return self._bounded(pl.col(column).explode().drop_nulls().unique().sort())
         return getattr(pl.col(column), "sum" if self.kind == "count" else self.kind)()
+
+    def _bounded(self, values: pl.Expr) -> pl.Expr:
+        # The smallest n of a union are the smallest n of the parts' smallest n: still mergeable.
+        return values.head(self.limit) if self.limit is not None else values
+
+    @property
+    def dtype(self) -> pl.DataType:
+        return pl.List(pl.String) if self.kind == "distinct" else pl.Int64()
 
 
 def Sum(expr: pl.Expr) -> Agg:  # noqa: N802 - reads as a declaration
@@ -75,6 +88,15 @@ def Min(expr: pl.Expr) -> Agg:  # noqa: N802
 
 def Max(expr: pl.Expr) -> Agg:  # noqa: N802
     return Agg(expr, "max")
+
+
+def Distinct(expr: pl.Expr, limit: int | None = None) -> Agg:  # noqa: N802
+    """The distinct non-null values of a text expression, sorted (a list column).
+
+    With ``limit``, only the ``limit`` smallest are kept, which bounds the
+    state a window or session holds (the result is still exact for them).
+    """
+    return Agg(expr.cast(pl.String), "distinct", limit)
 
 
 @dataclass(frozen=True)
@@ -132,7 +154,7 @@ class WindowedAggregate:
         schema: dict[str, pl.DataType] = {WINDOW_START: pl.Int64(), **{k: pl.String() for k in self.keys}}
         if isinstance(self.window, SessionWindow):
             schema[LAST_TS] = pl.Int64()
-        schema.update({name: pl.Int64() for name in self.aggs})
+        schema.update({name: agg.dtype for name, agg in self.aggs.items()})
         return pl.DataFrame(schema=schema)
 
 

@@ -28,9 +28,10 @@ from bytewax.outputs import Sink
 from flows.engine.aggregate import Analytic
 from flows.engine.decode import decode_batch
 from flows.engine.schema import DEFAULT_PARTITION, EventBatch, RawBatch, StampedBatch
-from flows.engine.shards import ClosedWindows, WindowGather, WindowShard, route
+from flows.engine.shards import ClosedWindows, SessionGather, WindowGather, WindowShard, route
 from flows.engine.summary import RunSummary, Tally
 from flows.engine.watermark import PartitionWatermark
+from flows.engine.windows import SessionWindow
 
 
 def as_raw_batch(item: Any) -> RawBatch:
@@ -152,7 +153,9 @@ class Windowed:
     results: KeyedStream[ClosedWindows]
     """Closed windows' rows. Fixed windows: every shard's rows of complete
     windows together, in window order, each once, keyed by analytic. Sessions:
-    as each shard closes them, keyed by shard."""
+    as each shard closes them, keyed by shard; with ``gather``, released in
+    one order (see :class:`SessionGather`) keyed by analytic, with every
+    advance of ``closed_until`` (even with no rows)."""
     late: KeyedStream[pl.DataFrame]
     """Events late for a window they belong to (with ``window_start``,
     ``window_end``, ``missed`` and ``watermark``), keyed by partition."""
@@ -188,6 +191,11 @@ def window(
     if not spec.gathers:
         return Windowed(op.filter("closed_rows", closed, lambda kv: kv[1].rows.height > 0), late, None)
     shard_news = op.map("shard_news", closed, lambda kv: (spec.name, ("closed", kv[0], kv[1])))
+    if isinstance(spec.window, SessionWindow):
+        ordered = op.stateful_batch(
+            "gather_sessions", shard_news, lambda resume: _observed(observe, SessionGather(spec, shards, resume))
+        )
+        return Windowed(ordered, late, None)  # empty releases too: they carry progress
     tallies = op.filter_map("tallies", routed, lambda r: (spec.name, ("tally", r.tally)) if r.tally is not None else None)
     news = op.merge("news", shard_news, tallies)
     gathered = op.stateful_batch(

@@ -40,6 +40,19 @@ def money(column: str | pl.Expr) -> pl.Expr:
     return (expr.cast(pl.Decimal(38, 6)) / MICROS).cast(pl.Float64)
 
 
+def seconds(ms: str | pl.Expr) -> pl.Expr:
+    """Milliseconds (whole, or halves, as medians give) -> seconds, as ``ms / 1000`` in Python.
+
+    Through a Decimal, like :func:`money`: Polars' division by a constant is
+    not correctly rounded.
+
+    >>> pl.select(seconds(pl.lit(90_123)).alias("a"), seconds(pl.lit(4_500.5)).alias("b")).row(0)
+    (90.123, 4.5005)
+    """
+    expr = pl.col(ms) if isinstance(ms, str) else ms
+    return (expr.cast(pl.Decimal(38, 6)) / 1000).cast(pl.Float64)
+
+
 def to_micros(price: pl.Expr) -> pl.Expr:
     """A price as integer micro-units, so sums are exact in any order."""
     return (price * MICROS).round().cast(pl.Int64)

@@ -14,7 +14,9 @@
    state at once.
 3. :class:`WindowGather` (one key per analytic, fixed windows): once every
    shard has closed a window, emit all its rows together, exactly once, in
-   window order, and a quality row for it.
+   window order, and a quality row for it. :class:`SessionGather` (sessions,
+   when asked for): emit closed sessions in one deterministic order, for
+   analytics that consume them in sequence.
 
 Results depend only on the events and the settings, never on batch sizes,
 worker counts or how partitions interleave (tests/oracle.py checks it).
@@ -377,6 +379,68 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
         self.pending = [pending] if pending is not None else []
         self.counts = [counts] if counts is not None else []
         return GatherState(dict(self.progress), dict(self.watermarks), pending, counts, self.closed_until)
+
+
+@dataclass
+class SessionGatherState:
+    progress: dict[str, int]
+    pending: pl.DataFrame | None
+
+
+class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherState]):
+    """Closed sessions of every shard, released in one order that never depends on timing.
+
+    Runs under one key per analytic. A session closes at ``last_ts + 2 *
+    gap``, so once every shard has closed up to ``U``, every session closing
+    at or before ``U`` is here: they are released, sorted by (closing point,
+    keys, start), as a :class:`ClosedWindows` whose ``closed_until`` is
+    ``U``. Concatenated, the releases are the same sequence of sessions for
+    any batching, interleaving or worker count.
+    """
+
+    def __init__(self, spec: Analytic, shards: int, resume: SessionGatherState | None) -> None:
+        self.spec = spec
+        self.gap = spec.window.gap_ms  # type: ignore[union-attr]
+        known = resume.progress if resume is not None else {}
+        self.progress = {key: known.get(key, BEGINNING_OF_TIME) for key in balanced_keys(shards)}
+        self.pending: list[pl.DataFrame] = [resume.pending] if resume is not None and resume.pending is not None else []
+        self.closed_until = BEGINNING_OF_TIME
+
+    def on_batch(self, values: list[GatherItem]) -> tuple[list[ClosedWindows], bool]:
+        for _, shard, closed in values:
+            if shard not in self.progress:
+                msg = f"gather of {self.spec.name!r} got shard {shard!r}, not one of {sorted(self.progress)}"
+                raise DmpError(msg)
+            self.progress[shard] = max(self.progress[shard], closed.closed_until)
+            if closed.rows.height:
+                self.pending.append(closed.rows)
+        return self._release(min(self.progress.values())), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[ClosedWindows], bool]:
+        return self._release(END_OF_TIME), StatefulBatchLogic.RETAIN
+
+    def _release(self, until: int) -> list[ClosedWindows]:
+        if until <= self.closed_until:
+            return []
+        self.closed_until = until
+        rows = pl.concat(self.pending, how="vertical") if self.pending else self.spec_empty()
+        closes = rows[LAST_TS] + 2 * self.gap
+        done, rest = split_closed(rows, closes, until)
+        self.pending = [rest] if rest.height else []
+        order = done.with_columns((pl.col(LAST_TS) + 2 * self.gap).alias("_close")).sort(
+            ["_close", *self.spec.keys, WINDOW_START]
+        )
+        return [ClosedWindows(order.drop("_close"), until, until)]
+
+    def spec_empty(self) -> pl.DataFrame:
+        empty = self.spec.empty() if isinstance(self.spec, WindowedAggregate) else pl.DataFrame(
+            schema={WINDOW_START: pl.Int64, LAST_TS: pl.Int64})
+        return empty.with_columns(pl.lit(None, pl.Int64).alias(WINDOW_END))
+
+    def snapshot(self) -> SessionGatherState:
+        pending = pl.concat(self.pending, how="vertical") if self.pending else None
+        self.pending = [pending] if pending is not None else []
+        return SessionGatherState(dict(self.progress), pending)
 
 
 DROPPED = "dropped_after_idle"

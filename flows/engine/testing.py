@@ -46,7 +46,7 @@ class CapturedOutputs:
         self.summaries: list[dict] = []
 
     def outputs(self) -> Outputs:
-        return Outputs(**{name: TestingSink(items) for name, items in self.items.items()},
+        return Outputs({name: TestingSink(items) for name, items in self.items.items()},
                        summary=TestingSink(self.summaries))
 
     def frame(self, stream: str) -> pl.DataFrame:

@@ -10,7 +10,7 @@ original bytes, which files show as text and Kafka sends unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Mapping, Sequence, Union
 
 from bytewax.outputs import Sink
 
@@ -22,7 +22,8 @@ from flows.engine.sinks.summary import SummarySink
 
 __all__ = ["STREAMS", "FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
 
-STREAMS = ("trends", "leaderboard", "quality", "late", "dead_letters")
+STREAMS = ("trends", "leaderboard", "quality", "late", "dead_letters", "sessions", "funnel", "recommendations",
+           "triggers")
 
 Sinks = Union[Sink, Sequence[Sink]]
 
@@ -31,29 +32,28 @@ Sinks = Union[Sink, Sequence[Sink]]
 class Outputs:
     """The sink (or sinks) of each output stream; the summary is optional."""
 
-    trends: Sinks
-    leaderboard: Sinks
-    quality: Sinks
-    late: Sinks
-    dead_letters: Sinks
+    streams: Mapping[str, Sinks]
     summary: Sink | None = None
 
     def sinks(self, stream: str) -> list[Sink]:
-        chosen = getattr(self, stream)
+        if stream not in self.streams:
+            msg = f"no sink for the output stream {stream!r} (outputs have {sorted(self.streams)})"
+            raise KeyError(msg)
+        chosen = self.streams[stream]
         return list(chosen) if isinstance(chosen, (list, tuple)) else [chosen]
 
 
-def build_outputs(settings: Settings) -> Outputs:
-    """The sinks ``DMP_SINK`` names, for every stream."""
-    per_stream: dict[str, list[Sink]] = {stream: [] for stream in STREAMS}
+def build_outputs(settings: Settings, streams: Sequence[str] = STREAMS) -> Outputs:
+    """The sinks ``DMP_SINK`` names, for each of ``streams``."""
+    per_stream: dict[str, list[Sink]] = {stream: [] for stream in streams}
     if "kafka" in settings.sinks:
-        topics = [f"{settings.kafka.output_prefix}{stream}" for stream in STREAMS]
+        topics = [f"{settings.kafka.output_prefix}{stream}" for stream in streams]
         ensure_topics(settings.kafka, topics, settings.kafka.output_partitions)
-    for stream in STREAMS:
+    for stream in streams:
         if "files" in settings.sinks:
             present = dead_letter_rows if stream == "dead_letters" else None
             per_stream[stream].append(FileSink(settings.out_dir / stream, settings.out_format, present=present))
         if "kafka" in settings.sinks:
             per_stream[stream].append(KafkaSink(settings.kafka, stream))
     summary = SummarySink(settings.out_dir if "files" in settings.sinks else None) if settings.summary else None
-    return Outputs(**per_stream, summary=summary)
+    return Outputs(per_stream, summary=summary)

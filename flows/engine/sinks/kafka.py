@@ -44,6 +44,10 @@ ROW_KEYS: dict[str, Callable[[pl.DataFrame], pl.Expr]] = {
     "leaderboard": lambda _: pl.format("{}#{}", pl.col("window_start"), pl.col("rank")),
     "quality": lambda _: pl.col("window_start"),
     "late": lambda _: pl.col("user_id"),
+    "sessions": lambda _: pl.col("user_id"),
+    "funnel": lambda _: pl.format("{}#{}", pl.col("window_start"), pl.col("category")),
+    "recommendations": lambda _: pl.col("product_id"),  # the latest list per product: compactable
+    "triggers": lambda _: pl.col("trigger_id"),
 }
 
 
