@@ -15,7 +15,11 @@ def test_no_configuration_runs_the_simulator_into_out():
     settings = Settings.from_env({})
     assert (settings.source, settings.out_dir, settings.window_ms, settings.top_n) == ("sim", Path("out"), 60_000, 10)
     assert settings.window == TumblingWindow(60_000)
-    assert (settings.idle_timeout_ms, settings.dedup, settings.dedup_horizon_ms) == (0, True, 90_000)
+    # Dedup horizon: the lateness plus the longest window (the 1 h funnel, by default).
+    assert (settings.idle_timeout_ms, settings.dedup, settings.dedup_horizon_ms) == (0, True, 3_630_000)
+    assert settings.analytics == ("trends", "sessions", "funnel", "recommendations", "triggers")
+    trends_only = settings.replace(analytics=("trends",))
+    assert trends_only.dedup_horizon_ms == 90_000
 
 
 def test_every_variable_is_read():
@@ -35,6 +39,19 @@ def test_every_variable_is_read():
         "DMP_BATCH_BYTES": "65536",
         "DMP_READ_AHEAD": "0",
         "DMP_SUMMARY": "false",
+        "DMP_ANALYTICS": "sessions, trends",
+        "DMP_SESSION_GAP": "20m",
+        "DMP_FUNNEL_WINDOW": "2h",
+        "DMP_RECO_HALF_LIFE": "3d",
+        "DMP_RECO_INTERVAL": "30m",
+        "DMP_RECO_TOP_K": "5",
+        "DMP_RECO_NEIGHBOURS": "40",
+        "DMP_RECO_BASKET_LIMIT": "12",
+        "DMP_HIGH_VALUE_THRESHOLD": "2500.50",
+        "DMP_HIGH_VALUE_WINDOW": "12h",
+        "DMP_HIGH_VALUE_SLIDE": "30m",
+        "DMP_TRIGGER_COOLDOWN": "2d",
+        "DMP_SIM_PLANT": "false",
         "DMP_SIM_EVENTS": "1000",
         "DMP_SIM_SEED": "7",
         "DMP_SIM_PARTITIONS": "2",
@@ -71,7 +88,13 @@ def test_every_variable_is_read():
     assert (s.window_ms, s.allowed_lateness_ms, s.top_n, s.shards, s.batch_bytes, s.read_ahead, s.summary) == (
         300_000, 90_000, 3, 4, 65_536, 0, False)
     assert (s.window, s.idle_timeout_ms, s.dedup, s.dedup_horizon_ms) == (SlidingWindow(300_000, 60_000), 15_000, False, None)
+    assert (s.analytics, s.session_gap_ms, s.funnel_window_ms) == (("sessions", "trends"), 1_200_000, 7_200_000)
+    assert (s.reco_half_life_ms, s.reco_interval_ms, s.reco_top_k, s.reco_neighbours, s.reco_basket_limit) == (
+        259_200_000, 1_800_000, 5, 40, 12)
+    assert (s.high_value_threshold, s.high_value_window_ms, s.high_value_slide_ms, s.trigger_cooldown_ms) == (
+        2500.5, 43_200_000, 1_800_000, 172_800_000)
     sim = s.sim
+    assert sim.plant is False
     assert (sim.events, sim.seed, sim.partitions, sim.users, sim.products) == (1000, 7, 2, 10, 5)
     assert (sim.events_per_second, sim.start_ms, sim.speed, sim.disorder_ms) == (12.5, 1_714_514_400_000, 1.0, 3_000)
     assert (sim.straggler_rate, sim.malformed_rate) == (0.0, 0.01)
@@ -129,6 +152,18 @@ def test_secrets_never_show_in_settings_or_errors():
         ({"DMP_KAFKA_TOPIC": "no spaces"}, "DMP_KAFKA_TOPIC"),
         ({"DMP_KAFKA_END_OFFSETS": "0=5"}, "DMP_KAFKA_END_OFFSETS"),
         ({"DMP_KAFKA_START": "middle"}, "DMP_KAFKA_START"),
+        ({"DMP_ANALYTICS": "trends,clicks"}, "DMP_ANALYTICS"),
+        ({"DMP_ANALYTICS": ""}, "DMP_ANALYTICS"),
+        ({"DMP_SESSION_GAP": "0"}, "DMP_SESSION_GAP"),
+        ({"DMP_FUNNEL_WINDOW": "90ms"}, "DMP_FUNNEL_WINDOW"),
+        ({"DMP_RECO_HALF_LIFE": "0"}, "DMP_RECO_HALF_LIFE"),
+        ({"DMP_RECO_TOP_K": "20", "DMP_RECO_NEIGHBOURS": "10"}, "DMP_RECO_NEIGHBOURS"),
+        ({"DMP_RECO_BASKET_LIMIT": "1"}, "DMP_RECO_BASKET_LIMIT"),
+        ({"DMP_HIGH_VALUE_THRESHOLD": "-5"}, "DMP_HIGH_VALUE_THRESHOLD"),
+        ({"DMP_HIGH_VALUE_THRESHOLD": "nan"}, "DMP_HIGH_VALUE_THRESHOLD"),
+        ({"DMP_HIGH_VALUE_SLIDE": "7h"}, "DMP_HIGH_VALUE_SLIDE"),  # must divide the 24 h window
+        ({"DMP_TRIGGER_COOLDOWN": "a day"}, "DMP_TRIGGER_COOLDOWN"),
+        ({"DMP_SIM_PLANT": "sometimes"}, "DMP_SIM_PLANT"),
     ],
 )
 def test_a_bad_value_stops_start_up_with_a_message_naming_the_variable(env, named):

@@ -25,6 +25,7 @@ from flows.engine.errors import ConfigError
 from flows.engine.windows import FixedWindow, SlidingWindow, TumblingWindow
 
 SourceKind = Literal["sim", "file", "kafka"]
+ANALYTICS = ("trends", "sessions", "funnel", "recommendations", "triggers")
 SinkKind = Literal["files", "kafka"]
 InputFormat = Literal["auto", "jsonl", "csv"]
 OutputFormat = Literal["jsonl", "parquet"]
@@ -152,6 +153,23 @@ def _topic(text: str) -> str:
     return text.strip()
 
 
+def _analytics(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in ANALYTICS]
+    if unknown or not names:
+        msg = f"expected a comma-separated list of {', '.join(ANALYTICS)}; got {text!r}"
+        raise ValueError(msg)
+    return names
+
+
+def _money(text: str) -> float:
+    value = float(text.strip())
+    if not value >= 0 or value == float("inf"):
+        msg = f"expected an amount >= 0; got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
 def _end_offsets(text: str) -> tuple[tuple[int, int], ...]:
     pairs = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
@@ -178,6 +196,7 @@ class SimSettings:
     disorder_ms: int = 20_000
     straggler_rate: float = 0.0005
     malformed_rate: float = 0.0005
+    plant: bool = True
 
 
 @dataclass(frozen=True)
@@ -243,6 +262,18 @@ class Settings:
     read_ahead: int = 2
     summary: bool = True
     sinks: tuple[SinkKind, ...] = ("files",)
+    analytics: tuple[str, ...] = ANALYTICS
+    session_gap_ms: int = 30 * 60_000
+    funnel_window_ms: int = 3_600_000
+    reco_half_life_ms: int = 7 * 86_400_000
+    reco_interval_ms: int = 3_600_000
+    reco_top_k: int = 10
+    reco_neighbours: int = 50
+    reco_basket_limit: int = 20
+    high_value_threshold: float = 3_000.0
+    high_value_window_ms: int = 86_400_000
+    high_value_slide_ms: int = 3_600_000
+    trigger_cooldown_ms: int = 86_400_000
     sim: SimSettings = field(default_factory=SimSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -252,9 +283,10 @@ class Settings:
         _validate(self)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every ``DMP_*`` variable; raise :class:`ConfigError` naming the bad one."""
+    def from_env(cls, env: Mapping[str, str] | None = None, ignore: tuple[str, ...] = ()) -> Settings:
+        """Read every ``DMP_*`` variable but ``ignore``; raise :class:`ConfigError` naming the bad one."""
         env = os.environ if env is None else env
+        env = {name: value for name, value in env.items() if name not in ignore}
         known = {var.name for var in VARIABLES}
         for name in sorted(env):
             if name.startswith("DMP_") and name not in known:
@@ -292,8 +324,25 @@ class Settings:
 
     @property
     def dedup_horizon_ms(self) -> int | None:
-        """How far back event ids are remembered (``None``: no de-duplication)."""
-        return self.allowed_lateness_ms + self.window_ms if self.dedup else None
+        """How far back event ids are remembered (``None``: no de-duplication).
+
+        The allowed lateness plus the longest window of the trends, funnel
+        and sessions (a session's extent: its gap): an older repeat is late
+        for them anyway. The spend windows of ``high_value_customer`` are
+        longer and take purchases only; they are not counted in.
+        """
+        if not self.dedup:
+            return None
+        longest = [self.window_ms]
+        if "funnel" in self.analytics:
+            longest.append(self.funnel_window_ms)
+        if {"sessions", "recommendations", "triggers"} & set(self.analytics):
+            longest.append(self.session_gap_ms)
+        return self.allowed_lateness_ms + max(longest)
+
+    def runs(self, analytic: str) -> bool:
+        """Whether ``DMP_ANALYTICS`` asks for ``analytic``."""
+        return analytic in self.analytics
 
     def replace(self, **changes: object) -> Settings:
         """A copy with some fields changed (validated again)."""
@@ -337,8 +386,30 @@ VARIABLES: tuple[Variable, ...] = (
              "delivers again; `0` never (fully deterministic replays)"),
     Variable("DMP_DEDUP", "dedup", _bool, "true",
              "Drop events whose `event_id` their partition delivered before (within the allowed "
-             "lateness plus the window), counted in `quality`"),
+             "lateness plus the longest window of trends, funnel and sessions), counted in `quality`"),
     Variable("DMP_TOP_N", "top_n", _int(1), "10", "Rows per window in the leaderboard"),
+    Variable("DMP_ANALYTICS", "analytics", _analytics, ",".join(ANALYTICS),
+             "Analytics `flows.dmp` runs (`trends` includes the leaderboard)"),
+    Variable("DMP_SESSION_GAP", "session_gap_ms", parse_duration_ms, "30m",
+             "A user's session ends after this long without events"),
+    Variable("DMP_FUNNEL_WINDOW", "funnel_window_ms", parse_duration_ms, "1h", "Tumbling window of the funnel"),
+    Variable("DMP_RECO_HALF_LIFE", "reco_half_life_ms", parse_duration_ms, "7d",
+             "Half-life of co-purchase counts (event time)"),
+    Variable("DMP_RECO_INTERVAL", "reco_interval_ms", parse_duration_ms, "1h",
+             "Recommendations advance by intervals of this much event time"),
+    Variable("DMP_RECO_TOP_K", "reco_top_k", _int(1), "10", "Related products listed per product"),
+    Variable("DMP_RECO_NEIGHBOURS", "reco_neighbours", _int(1), "50",
+             "Related products tracked per product (heavy-hitters capacity; >= `DMP_RECO_TOP_K`)"),
+    Variable("DMP_RECO_BASKET_LIMIT", "reco_basket_limit", _int(2), "20",
+             "Products of one session that count towards recommendations"),
+    Variable("DMP_HIGH_VALUE_THRESHOLD", "high_value_threshold", _money, "3000",
+             "`high_value_customer` when a user's purchases in the spend window exceed this"),
+    Variable("DMP_HIGH_VALUE_WINDOW", "high_value_window_ms", parse_duration_ms, "24h",
+             "Length of the sliding spend window"),
+    Variable("DMP_HIGH_VALUE_SLIDE", "high_value_slide_ms", parse_duration_ms, "1h",
+             "A spend window starts this often (must divide `DMP_HIGH_VALUE_WINDOW`)"),
+    Variable("DMP_TRIGGER_COOLDOWN", "trigger_cooldown_ms", parse_duration_ms, "24h",
+             "At most one trigger per user and type within this much event time"),
     Variable("DMP_SHARDS", "shards", _int(1), "8",
              "Keyed state shards spread over the workers; fixed for the life of a recovery store"),
     Variable("DMP_BATCH_BYTES", "batch_bytes", _int(4096), str(16 << 20),
@@ -393,6 +464,9 @@ VARIABLES: tuple[Variable, ...] = (
              "Fraction of events delivered up to 10 minutes late (they show up as `late`)"),
     Variable("DMP_SIM_MALFORMED_RATE", "sim.malformed_rate", _fraction, "0.0005",
              "Fraction of records the simulator corrupts (they show up as `dead_letters`)"),
+    Variable("DMP_SIM_PLANT", "sim.plant", _bool, "true",
+             "Plant known behaviour for the analytics to find: products bought together, "
+             "cart abandoners, big spenders (see the simulator's docstring)"),
 )
 
 
@@ -421,6 +495,32 @@ def _validate(settings: Settings) -> None:
         fail("DMP_IDLE_TIMEOUT", "must be >= 0")
     if settings.top_n < 1:
         fail("DMP_TOP_N", "must be >= 1")
+    unknown = [name for name in settings.analytics if name not in ANALYTICS]
+    if unknown or not settings.analytics:
+        fail("DMP_ANALYTICS", f"expected some of {', '.join(ANALYTICS)}; got {settings.analytics!r}")
+    positive = {
+        "DMP_SESSION_GAP": settings.session_gap_ms,
+        "DMP_FUNNEL_WINDOW": settings.funnel_window_ms,
+        "DMP_RECO_INTERVAL": settings.reco_interval_ms,
+        "DMP_RECO_HALF_LIFE": settings.reco_half_life_ms,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            fail(name, f"must be a positive duration; got {value} ms")
+    if settings.trigger_cooldown_ms < 0:
+        fail("DMP_TRIGGER_COOLDOWN", "must be >= 0")
+    if settings.funnel_window_ms % 1000:
+        fail("DMP_FUNNEL_WINDOW", f"must be a whole number of seconds; got {settings.funnel_window_ms} ms")
+    if settings.reco_neighbours < settings.reco_top_k:
+        fail("DMP_RECO_NEIGHBOURS", f"must be >= DMP_RECO_TOP_K ({settings.reco_top_k})")
+    if settings.reco_basket_limit < 2:
+        fail("DMP_RECO_BASKET_LIMIT", "must be >= 2 (a pair)")
+    spend, slide = settings.high_value_window_ms, settings.high_value_slide_ms
+    if spend <= 0 or spend % 1000 or slide <= 0 or slide % 1000 or spend % slide:
+        fail("DMP_HIGH_VALUE_SLIDE", f"must be a whole number of seconds dividing DMP_HIGH_VALUE_WINDOW "
+             f"({spend} ms); got {slide} ms")
+    if not settings.high_value_threshold >= 0:
+        fail("DMP_HIGH_VALUE_THRESHOLD", f"must be >= 0; got {settings.high_value_threshold!r}")
     if settings.shards < 1:
         fail("DMP_SHARDS", "must be >= 1")
     if settings.batch_bytes < 4096:
@@ -434,6 +534,8 @@ def _validate(settings: Settings) -> None:
         fail("DMP_SIM_PRODUCTS", "must be >= 1")
     if sim.events_per_second <= 0:
         fail("DMP_SIM_EVENTS_PER_SECOND", "must be > 0")
+    if not isinstance(sim.plant, bool):
+        fail("DMP_SIM_PLANT", f"expected true or false; got {sim.plant!r}")
 
 
 def markdown_table() -> str:
