@@ -1,4 +1,4 @@
-"""The platform's main flow: purchase trends and a sales leaderboard.
+"""The platform's main flow: trends, leaderboard, sessions, funnel, recommendations, triggers.
 
     python -m bytewax.run flows.dmp            # simulator in, ./out files out
 
@@ -7,23 +7,40 @@ source given to :func:`build`. Out, to files and/or Kafka (``DMP_SINK``):
 ``trends`` (per product and window), ``leaderboard`` (top N per window),
 ``quality`` (per window: on time, late, duplicates, dead letters, watermark),
 ``late`` (events that missed a window) and ``dead_letters`` (records that
-could not be decoded), plus a run summary at the end of a bounded run.
-Configuration: ``DMP_*`` variables (see the README); bad values stop it at
-start-up.
+could not be decoded); ``sessions`` (per user visit), ``funnel`` (ordered
+view -> cart -> purchase per window and category), ``recommendations``
+(products bought together) and ``triggers`` (abandoned carts, big
+spenders); plus a run summary at the end of a bounded run.
+``DMP_ANALYTICS`` chooses what runs. Configuration: ``DMP_*`` variables
+(see the README); bad values stop it at start-up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any, Callable, Sequence
 
 import bytewax.operators as op
+import polars as pl
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 
+from flows.engine.analytics.funnel import funnel_function, funnel_rows
 from flows.engine.analytics.leaderboard import leaderboard
+from flows.engine.analytics.recommendations import RecoSettings, RecommendLogic
 from flows.engine.analytics.trends import TrendChange, tiling, trends_aggregate
+from flows.engine.analytics.triggers import (
+    CART_ABANDONED,
+    HIGH_VALUE,
+    Candidates,
+    CooldownLogic,
+    abandoned_carts,
+    big_spenders,
+    spend_aggregate,
+)
+from flows.engine.analytics.user_sessions import session_rows, sessions_aggregate
 from flows.engine.config import Settings
 from flows.engine.errors import DmpError
 from flows.engine.operators import decode, decoder, stamp_event_time, summarize, write
@@ -33,10 +50,12 @@ from flows.engine.schema import StampedBatch
 from flows.engine.sinks import Outputs, build_outputs
 from flows.engine.sources import open_source, source_partitions
 from flows.engine.summary import Tally
+from flows.engine.windows import SlidingWindow, TumblingWindow
 
 
-# Optional event fields this flow uses besides the required ones (the rest are not parsed).
-EVENT_FIELDS = ("event_id",)
+def event_fields(settings: Settings) -> tuple[str, ...]:
+    """Optional event fields the analytics use besides the required ones (the rest are not parsed)."""
+    return ("event_id", "category") if settings.runs("funnel") else ("event_id",)
 
 
 def build(
@@ -54,51 +73,121 @@ def build(
     ``clock`` (wall time) stamps quality rows.
     """
     settings = settings if settings is not None else Settings.from_env()
-    source = source if source is not None else open_source(settings, prepare=decoder(EVENT_FIELDS))
+    fields = event_fields(settings)
+    source = source if source is not None else open_source(settings, prepare=decoder(fields))
     partitions = list(partitions) if partitions is not None else source_partitions(source)
-    outputs = outputs if outputs is not None else build_outputs(settings)
-    window, top_n = settings.window, settings.top_n
+    outputs = outputs if outputs is not None else build_outputs(settings, streams_of(settings))
+    shards = settings.shards
 
     flow = Dataflow("dmp")
     raw = op.input("read", flow, source)  # RawBatch per source partition
-    decoded = decode("decode", raw, EVENT_FIELDS)  # Decoded(events, dead_letters, tallies)
+    decoded = decode("decode", raw, fields)  # Decoded(events, dead_letters, tallies)
     stamped = stamp_event_time(  # StampedBatch: watermark per event, duplicates dropped
         "stamp_event_time", decoded.events, settings.allowed_lateness_ms, settings.dedup_horizon_ms
     )
-    windows = window_op(  # Windowed(results, late, quality)
-        "trends_windows", stamped, trends_aggregate(window), partitions, settings.shards, clock
-    )
-    trends = op.stateful_batch("compare_with_previous_window", windows.results, lambda s: TrendChange(window, s))
-    board = op.map("rank_top_n", windows.results, lambda kv: (kv[0], leaderboard(kv[1].rows, top_n, window.size_ms)))
-    quality = op.map("present_quality", windows.quality, lambda kv: (kv[0], quality_rows(kv[1])))
-    late = op.map("present_late", windows.late, lambda kv: (kv[0], late_rows(kv[1], kv[0], window)))
-
-    write("write_trends", trends, outputs.sinks("trends"))
-    write("write_leaderboard", board, outputs.sinks("leaderboard"))
-    write("write_quality", quality, outputs.sinks("quality"))
-    write("write_late", late, outputs.sinks("late"))
     write("write_dead_letters", decoded.dead_letters, outputs.sinks("dead_letters"))  # raw bytes; sinks render
+    tallies = [decoded.tallies]
+
+    if settings.runs("trends"):
+        window, top_n = settings.window, settings.top_n
+        windows = window_op(  # Windowed(results, late, quality)
+            "trends_windows", stamped, trends_aggregate(window), partitions, shards, clock
+        )
+        trends = op.stateful_batch("compare_with_previous_window", windows.results, lambda s: TrendChange(window, s))
+        board = op.map("rank_top_n", windows.results, lambda kv: (kv[0], leaderboard(kv[1].rows, top_n, window.size_ms)))
+        quality = op.map("present_quality", windows.quality, lambda kv: (kv[0], quality_rows(kv[1])))
+        late = op.map("present_late", windows.late, lambda kv: (kv[0], late_rows(kv[1], kv[0], window)))
+        write("write_trends", trends, outputs.sinks("trends"))
+        write("write_leaderboard", board, outputs.sinks("leaderboard"))
+        write("write_quality", quality, outputs.sinks("quality"))
+        write("write_late", late, outputs.sinks("late"))
+        tallies.append(op.map("tally_late", windows.late, lambda kv: Tally(late=kv[1].height)))
+        tallies.append(op.map("tally_sales", windows.results, lambda kv: Tally(sales=tiling(kv[1].rows, window))))
+
+    if settings.runs("funnel"):
+        funnel_window = TumblingWindow(settings.funnel_window_ms)
+        steps = window_op("funnel_windows", stamped, funnel_function(funnel_window), partitions, shards, clock)
+        funnel = op.map("funnel_rates", steps.results, lambda kv: (kv[0], funnel_rows(kv[1].rows, funnel_window.size_ms)))
+        write("write_funnel", funnel, outputs.sinks("funnel"))
+
+    if {"sessions", "recommendations", "triggers"} & set(settings.analytics):
+        gap = settings.session_gap_ms
+        sessions = window_op(  # closed sessions, released in one order (keyed "sessions")
+            "session_windows", stamped, sessions_aggregate(gap, settings.reco_basket_limit), partitions, shards
+        )
+        if settings.runs("sessions"):
+            rows = op.map("present_sessions", sessions.results, lambda kv: (kv[0], session_rows(kv[1].rows)))
+            write("write_sessions", rows, outputs.sinks("sessions"))
+        if settings.runs("recommendations"):
+            reco = reco_settings(settings)
+            lists = op.stateful_batch("co_purchases", sessions.results, lambda resume: RecommendLogic(reco, gap, resume))
+            write("write_recommendations", lists, outputs.sinks("recommendations"))
+        if settings.runs("triggers"):
+            carts = op.map("cart_candidates", sessions.results, lambda kv: (CART_ABANDONED, Candidates(
+                abandoned_carts(kv[1].rows), kv[1].closed_until - 2 * gap)))
+            spend_window = SlidingWindow(settings.high_value_window_ms, settings.high_value_slide_ms)
+            purchases = op.map("purchases_only", stamped, only_purchases)
+            spend = window_op("spend_windows", purchases, spend_aggregate(spend_window), partitions, shards, clock)
+            threshold = round(settings.high_value_threshold * 1_000_000)
+            spenders = op.map("spend_candidates", spend.results, lambda kv: (HIGH_VALUE, Candidates(
+                big_spenders(kv[1].rows, spend_window, threshold), kv[1].closed_until)))
+            candidates = op.merge("candidates", carts, spenders)
+            cooldown = settings.trigger_cooldown_ms
+            fired = op.stateful_batch("cooldown", candidates, lambda resume: CooldownLogic(cooldown, resume))
+            write("write_triggers", fired, outputs.sinks("triggers"))
 
     if outputs.summary is not None:
-        duplicates = op.filter_map("tally_duplicates", stamped, duplicates_tally)
-        late_tally = op.map("tally_late", windows.late, lambda kv: Tally(late=kv[1].height))
-        sales = op.map("tally_sales", windows.results, lambda kv: Tally(sales=tiling(kv[1].rows, window)))
-        tallies = op.merge("tallies", decoded.tallies, duplicates, late_tally, sales)
-        op.output("write_summary", summarize("summarize", tallies, settings.top_n), outputs.summary)
+        tallies.append(op.filter_map("tally_duplicates", stamped, duplicates_tally))
+        op.output("write_summary", summarize("summarize", op.merge("tallies", *tallies), settings.top_n),
+                  outputs.summary)
     return flow
+
+
+def streams_of(settings: Settings) -> list[str]:
+    """The output streams the settings' analytics write."""
+    streams = ["dead_letters"]
+    if settings.runs("trends"):
+        streams += ["trends", "leaderboard", "quality", "late"]
+    streams += [name for name in ("funnel", "sessions", "recommendations", "triggers") if settings.runs(name)]
+    return streams
+
+
+def reco_settings(settings: Settings) -> RecoSettings:
+    return RecoSettings(settings.reco_interval_ms, settings.reco_half_life_ms, settings.reco_top_k,
+                        settings.reco_neighbours)
+
+
+def only_purchases(batch: StampedBatch) -> StampedBatch:
+    """The purchases of a batch, with the partition's progress (quality counts stay with trends)."""
+    events = batch.events.filter(pl.col("event_type") == "purchase")
+    return dataclasses.replace(batch, events=events, duplicates=None, dead_letters=0)
 
 
 def duplicates_tally(batch: StampedBatch) -> Tally | None:
     return Tally(duplicates=batch.duplicates.height) if batch.duplicates is not None else None
 
 
+def only(analytics: Sequence[str]) -> Callable[..., Dataflow]:
+    """:func:`build` restricted to some analytics (what ``flows.sessions`` and friends run)."""
+
+    def build_only(settings: Settings | None = None, **kwargs: Any) -> Dataflow:
+        settings = settings if settings is not None else Settings.from_env(ignore=("DMP_ANALYTICS",))
+        return build(settings.replace(analytics=tuple(analytics)), **kwargs)
+
+    return build_only
+
+
+def flow_from_env(build_flow: Callable[[], Dataflow]) -> Dataflow:
+    """The flow ``python -m bytewax.run`` asks for: built from the environment; bad settings reported plainly."""
+    try:
+        return build_flow()
+    except DmpError as ex:
+        print(f"dmp: {ex}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def __getattr__(name: str) -> Any:
-    # `python -m bytewax.run flows.dmp` asks for `flow`: build it from the
-    # environment then, not at import, and report bad settings plainly.
+    # `python -m bytewax.run flows.dmp` asks for `flow`: build it then, not at import.
     if name == "flow":
-        try:
-            return build()
-        except DmpError as ex:
-            print(f"dmp: {ex}", file=sys.stderr)
-            raise SystemExit(2) from None
+        return flow_from_env(build)
     raise AttributeError(name)

@@ -26,9 +26,10 @@ def env(**settings: str) -> dict[str, str]:
     return {**clean, **settings}
 
 
-def bytewax_run(*args: str, settings: dict[str, str], timeout: int = 180) -> subprocess.CompletedProcess:
+def bytewax_run(*args: str, settings: dict[str, str], timeout: int = 180,
+                flow: str = "flows.dmp") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "flows.dmp", *args],
+        [sys.executable, "-m", "bytewax.run", flow, *args],
         cwd=ROOT, env=env(**settings), capture_output=True, text=True, timeout=timeout,
     )
 
@@ -139,3 +140,15 @@ def test_kafka_mode_from_the_command_line(kafka_broker, topic_factory, tmp_path)
     assert summary["records"] == 20_000 and summary["reconciled"]
     trends = read_topic(kafka_broker.bootstrap, f"{topic}.trends")
     assert len(trends) == outputs(tmp_path)["trends"].height > 0
+
+
+@pytest.mark.parametrize("analytic", ["sessions", "funnel", "recommendations", "triggers"])
+def test_each_behaviour_analytic_runs_as_its_own_flow(tmp_path, analytic):
+    # DMP_ANALYTICS is the module's to decide: a stray setting does not change what it runs.
+    settings = {**SMALL_SIM, "DMP_OUT_DIR": str(tmp_path), "DMP_ANALYTICS": "trends"}
+    done = bytewax_run(settings=settings, flow=f"flows.{analytic}")
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert written == sorted([analytic, "dead_letters"])
+    assert pl.read_ndjson(tmp_path / analytic / "part-0000.jsonl").height > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["reconciled"]

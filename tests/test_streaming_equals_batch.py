@@ -119,6 +119,7 @@ def events_frame(events: list[dict]) -> pl.DataFrame:
 def run_scenario(case: dict, workers: int) -> CapturedOutputs:
     captured = CapturedOutputs()
     config = Settings(
+        analytics=("trends",),
         window_ms=case["window_ms"],
         window_slide_ms=case["slide_ms"],
         dedup=case["dedup"],

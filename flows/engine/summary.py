@@ -150,5 +150,5 @@ def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
                 f"  units {product['units']:,}"
             )
     if out_dir is not None:
-        lines.append(f"  outputs in {out_dir}/ (trends, leaderboard, quality, late, dead_letters, summary.json)")
+        lines.append(f"  outputs in {out_dir}/ (one directory per stream, and summary.json)")
     return "\n".join(lines)

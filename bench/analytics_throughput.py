@@ -1,0 +1,90 @@
+"""What each behaviour analytic costs: flows.dmp with them, against trends only.
+
+    python bench/analytics_throughput.py                  # 2M events, 3 runs each
+    python bench/analytics_throughput.py --events 500000 --runs 1
+
+Runs flows.dmp over the same JSON Lines file of simulated events (the one
+``bench/file_throughput.py`` uses), one worker, each run in a fresh
+process, timing only the dataflow, with ``DMP_ANALYTICS`` set to: trends
+only (the foundation's figure), trends plus each of sessions, funnel,
+recommendations and triggers, and everything. Prints the median events/s
+of each and its ratio to trends only, all measured in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.make_events import ensure_events  # noqa: E402
+
+VARIANTS = {
+    "trends only": ("trends",),
+    "+ sessions": ("trends", "sessions"),
+    "+ funnel": ("trends", "funnel"),
+    "+ recommendations": ("trends", "recommendations"),
+    "+ triggers": ("trends", "triggers"),
+    "everything": ("trends", "sessions", "funnel", "recommendations", "triggers"),
+}
+
+
+def run_one(variant: str, path: Path) -> float:
+    from bytewax.testing import run_main
+
+    from flows import dmp
+    from flows.engine.config import Settings
+
+    with tempfile.TemporaryDirectory() as out:
+        settings = Settings(source="file", input=str(path), out_dir=Path(out), analytics=VARIANTS[variant])
+        flow = dmp.build(settings)
+        started = time.perf_counter()
+        run_main(flow)
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
+    parser.add_argument("--run", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        print(json.dumps({"seconds": run_one(args.run, args.path)}))
+        return
+
+    path = ensure_events(args.data / f"events-{args.events}.jsonl", args.events)
+    with open(path, "rb") as handle:  # warm the page cache
+        while handle.read(64 << 20):
+            pass
+    print(f"input: {path} ({args.events:,} events), flows.dmp, 1 worker, median of {args.runs}")
+    rates = {}
+    for variant in VARIANTS:
+        seconds = sorted(_child(variant, path) for _ in range(args.runs))
+        median = seconds[len(seconds) // 2]
+        rates[variant] = args.events / median
+        ratio = rates[variant] / rates["trends only"]
+        print(f"  {variant:<20} {median:7.2f} s {rates[variant]:>11,.0f} events/s   {ratio:5.2f} of trends only"
+              f"   (runs: {', '.join(f'{s:.2f}' for s in seconds)} s)", flush=True)
+
+
+def _child(variant: str, path: Path) -> float:
+    done = subprocess.run([sys.executable, __file__, "--run", variant, "--path", str(path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        print(done.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{variant} failed")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Ordered conversion funnel: per window and category, who viewed, then carted, then bought.
+
+In: events (``ts``, ``user_id``, ``event_type``, ``category``) in tumbling
+event-time windows; only on-time events count (the engine leaves late ones
+out). Out, per (window, category) with at least one viewer, plus a row with
+``category = "*"`` per window over all events whatever their category:
+
+- For each user, in that window and category: ``v``, the time of their
+  first ``view``; ``c``, their first ``add_to_cart`` at or after ``v``;
+  ``p``, their first ``purchase`` at or after ``c`` (earliest-greedy, the
+  standard ordered funnel; equal times count as in order). Carts and
+  purchases without an earlier view do not count; ``remove_from_cart`` is
+  ignored.
+- ``viewed``, ``carted``, ``purchased``: distinct users with ``v``, ``c``, ``p``.
+- ``view_to_cart`` = carted / viewed; ``cart_to_purchase`` = purchased /
+  carted (null when nobody carted); ``conversion`` = purchased / viewed.
+- ``median_time_to_purchase_s``: median of ``p - v`` over the users who
+  purchased, in seconds (the mean of the two middle values for an even
+  count; null when nobody purchased).
+
+Events without a category count only in the ``"*"`` row. The ``"*"`` row
+follows a user across categories: a view in one category and a cart in
+another count as a cart in the ``"*"`` row only. Windows are
+independent: a view in one window and a purchase in the next make no
+funnel in either.
+
+Two steps, so that each user's events are in one shard:
+:func:`funnel_function` runs per shard on each closed window's events and
+gives every viewer's stage times; :func:`funnel_rows` counts them per
+complete window (every shard's rows together).
+
+>>> events = pl.DataFrame({"ts": [0, 5_000, 9_000, 1_000, 2_000],
+...     "user_id": ["u1", "u1", "u1", "u2", "u2"],
+...     "event_type": ["view", "add_to_cart", "purchase", "add_to_cart", "view"],
+...     "category": ["shoes", "shoes", "shoes", "shoes", "hats"], "window_start": [0] * 5})
+>>> stages = funnel_function(TumblingWindow(3_600_000)).function(events)
+>>> funnel_rows(stages, 3_600_000).select(
+...     "category", "viewed", "carted", "purchased", "median_time_to_purchase_s").rows()
+[('*', 2, 1, 1, 9.0), ('hats', 1, 0, 0, None), ('shoes', 1, 1, 1, 9.0)]
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from flows.engine.aggregate import WindowedFunction
+from flows.engine.present import iso, seconds
+from flows.engine.windows import WINDOW_START, TumblingWindow
+
+ALL_CATEGORIES = "*"
+
+STAGE_SCHEMA = pl.Schema(
+    {
+        WINDOW_START: pl.Int64,
+        "category": pl.String,
+        "user_id": pl.String,
+        "viewed_at": pl.Int64,
+        "carted_at": pl.Int64,
+        "purchased_at": pl.Int64,
+    }
+)
+"""What :func:`funnel_function` gives: one row per window, category and user who viewed."""
+
+OUTPUT_SCHEMA = pl.Schema(
+    {
+        "window_start": pl.String,
+        "window_end": pl.String,
+        "category": pl.String,
+        "viewed": pl.Int64,
+        "carted": pl.Int64,
+        "purchased": pl.Int64,
+        "view_to_cart": pl.Float64,
+        "cart_to_purchase": pl.Float64,
+        "conversion": pl.Float64,
+        "median_time_to_purchase_s": pl.Float64,
+    }
+)
+
+_GROUP = [WINDOW_START, "category", "user_id"]
+
+
+def funnel_function(window: TumblingWindow) -> WindowedFunction:
+    """The per-user stage times, declared for the engine (keyed by user, so a user is in one shard)."""
+    return WindowedFunction("funnel", ("user_id",), window, ("event_type", "category"), funnel_stages)
+
+
+def funnel_stages(events: pl.DataFrame) -> pl.DataFrame:
+    """On-time events of closed windows -> each viewer's stage times (:data:`STAGE_SCHEMA`).
+
+    ``events`` has ``ts``, ``user_id``, ``event_type``, ``category`` and
+    ``window_start``. One row per (window, category or ``"*"``, user) with a
+    view; ``carted_at`` / ``purchased_at`` are null for a stage not reached.
+    """
+    columns = events.select(WINDOW_START, "category", "user_id", "ts", "event_type")
+    scoped = pl.concat(
+        [
+            columns.filter(pl.col("category").is_not_null()),
+            columns.with_columns(pl.lit(ALL_CATEGORIES, pl.String).alias("category")),
+        ],
+        how="vertical",
+    )
+    ts, kind = pl.col("ts"), pl.col("event_type")
+    viewed = ts.filter(kind == "view").min()
+    carted = ts.filter((kind == "add_to_cart") & (ts >= viewed)).min()  # without a view (null), no cart passes
+    purchased = ts.filter((kind == "purchase") & (ts >= carted)).min()
+    stages = scoped.group_by(_GROUP).agg(
+        viewed.alias("viewed_at"), carted.alias("carted_at"), purchased.alias("purchased_at")
+    )
+    return stages.filter(pl.col("viewed_at").is_not_null()).select(
+        pl.col(name).cast(dtype) for name, dtype in STAGE_SCHEMA.items()
+    )
+
+
+def funnel_rows(stages: pl.DataFrame, window_ms: int) -> pl.DataFrame:
+    """Stage times of complete windows (:data:`STAGE_SCHEMA`) -> output rows (:data:`OUTPUT_SCHEMA`).
+
+    Rows per (window, category) sorted by window then category (``"*"``
+    sorts first); ``window_end`` is ``window_start + window_ms``.
+    """
+    if not stages.height:
+        return pl.DataFrame(schema=OUTPUT_SCHEMA)
+    counts = (
+        stages.group_by(WINDOW_START, "category")
+        .agg(
+            pl.len().cast(pl.Int64).alias("viewed"),
+            pl.col("carted_at").count().cast(pl.Int64).alias("carted"),
+            pl.col("purchased_at").count().cast(pl.Int64).alias("purchased"),
+            (pl.col("purchased_at") - pl.col("viewed_at")).median().alias("median_ms"),
+        )
+        .sort(WINDOW_START, "category")
+    )
+    viewed, carted, purchased = pl.col("viewed"), pl.col("carted"), pl.col("purchased")
+    # Column by column division is correctly rounded (unlike division by a scalar).
+    return counts.select(
+        iso(WINDOW_START).alias("window_start"),
+        iso(pl.col(WINDOW_START) + window_ms).alias("window_end"),
+        "category",
+        viewed,
+        carted,
+        purchased,
+        (carted / viewed).alias("view_to_cart"),
+        pl.when(carted > 0).then(purchased / carted).alias("cart_to_purchase"),
+        (purchased / viewed).alias("conversion"),
+        seconds(pl.col("median_ms")).alias("median_time_to_purchase_s"),
+    )

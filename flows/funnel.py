@@ -1,0 +1,25 @@
+"""Ordered conversion funnels on their own: the ``funnel`` stream.
+
+    python -m bytewax.run flows.funnel
+
+    source -> decode -> stamp_event_time -> funnel_windows   per user, tumbling DMP_FUNNEL_WINDOW:
+                                                             first view, then cart, then purchase
+                                             -> funnel_rates -> funnel   per window and category
+
+The same blocks as :mod:`flows.dmp` (``DMP_ANALYTICS=funnel``), with its
+dead letters and summary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows import dmp
+
+build = dmp.only(("funnel",))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "flow":
+        return dmp.flow_from_env(build)
+    raise AttributeError(name)
