@@ -423,7 +423,7 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
         if until <= self.closed_until:
             return []
         self.closed_until = until
-        rows = pl.concat(self.pending, how="vertical") if self.pending else self.spec_empty()
+        rows = pl.concat(self.pending, how="vertical") if self.pending else self._empty()
         closes = rows[LAST_TS] + 2 * self.gap
         done, rest = split_closed(rows, closes, until)
         self.pending = [rest] if rest.height else []
@@ -432,7 +432,7 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
         )
         return [ClosedWindows(order.drop("_close"), until, until)]
 
-    def spec_empty(self) -> pl.DataFrame:
+    def _empty(self) -> pl.DataFrame:
         empty = self.spec.empty() if isinstance(self.spec, WindowedAggregate) else pl.DataFrame(
             schema={WINDOW_START: pl.Int64, LAST_TS: pl.Int64})
         return empty.with_columns(pl.lit(None, pl.Int64).alias(WINDOW_END))
