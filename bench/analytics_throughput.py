@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.make_events import ensure_events  # noqa: E402
+from bench.per_event import run_child  # noqa: E402
 
 VARIANTS = {
     "trends only": ("trends",),
@@ -69,21 +69,12 @@ def main() -> None:
     print(f"input: {path} ({args.events:,} events), flows.dmp, 1 worker, median of {args.runs}")
     rates = {}
     for variant in VARIANTS:
-        seconds = sorted(_child(variant, path) for _ in range(args.runs))
+        seconds = sorted(run_child(__file__, variant, "--path", str(path))["seconds"] for _ in range(args.runs))
         median = seconds[len(seconds) // 2]
         rates[variant] = args.events / median
         ratio = rates[variant] / rates["trends only"]
         print(f"  {variant:<20} {median:7.2f} s {rates[variant]:>11,.0f} events/s   {ratio:5.2f} of trends only"
               f"   (runs: {', '.join(f'{s:.2f}' for s in seconds)} s)", flush=True)
-
-
-def _child(variant: str, path: Path) -> float:
-    done = subprocess.run([sys.executable, __file__, "--run", variant, "--path", str(path)],
-                          capture_output=True, text=True, cwd=ROOT)
-    if done.returncode:
-        print(done.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{variant} failed")
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.make_events import ensure_events  # noqa: E402
+from bench.per_event import TREND_SLOTS, add_to_trend, merge, parse, run_child  # noqa: E402
 
 WINDOW = timedelta(minutes=1)
 LATENESS = timedelta(seconds=30)
@@ -43,7 +43,8 @@ def columnar(path: Path, out: Path):
     from flows import dmp
     from flows.engine.config import Settings
 
-    return dmp.build(Settings(source="file", input=str(path), out_dir=out))
+    # The foundation's query: trends and the leaderboard (what the per-event pipeline computes).
+    return dmp.build(Settings(source="file", input=str(path), out_dir=out, analytics=("trends",)))
 
 
 def per_event(path: Path, out: Path):
@@ -51,30 +52,6 @@ def per_event(path: Path, out: Path):
     from bytewax.connectors.files import FileSink, FileSource
     from bytewax.dataflow import Dataflow
     from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
-
-    def parse(line: str):
-        try:
-            event = json.loads(line)
-            event["ts"] = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
-            return event
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-
-    def add(acc: list, event: dict) -> list:
-        kind = event["event_type"]
-        if kind == "view":
-            acc[0] += 1
-        elif kind in ("add_to_cart", "cart"):
-            acc[1] += 1
-        elif kind == "purchase":
-            quantity = event.get("quantity") or 1
-            acc[2] += 1
-            acc[3] += quantity
-            acc[4] += round((event.get("price") or 0.0) * 1_000_000) * quantity
-        return acc
-
-    def merge(a: list, b: list) -> list:
-        return [x + y for x, y in zip(a, b)]
 
     def window_start(window_id: int) -> datetime:
         return EPOCH + window_id * WINDOW
@@ -85,13 +62,13 @@ def per_event(path: Path, out: Path):
     keyed = op.key_on("by_product", events, lambda e: str(e["product_id"]))
     clock = EventClock(lambda e: e["ts"], wait_for_system_duration=LATENESS)
     windower = TumblingWindower(length=WINDOW, align_to=EPOCH)
-    totals = fold_window("trends", keyed, clock, windower, lambda: [0, 0, 0, 0, 0], add, merge)
+    totals = fold_window("trends", keyed, clock, windower, lambda: [0] * TREND_SLOTS, add_to_trend, merge)
     rows = op.map(
         "trend_row",
         totals.down,
         lambda kv: {"window_start": window_start(kv[1][0]).isoformat(), "product_id": kv[0],
-                    "views": kv[1][1][0], "carts": kv[1][1][1], "purchases": kv[1][1][2],
-                    "units": kv[1][1][3], "revenue": kv[1][1][4] / 1_000_000},
+                    "views": kv[1][1][1], "carts": kv[1][1][2], "purchases": kv[1][1][4],
+                    "units": kv[1][1][5], "revenue": kv[1][1][6] / 1_000_000},
     )
     trend_lines = op.map("trend_json", rows, lambda r: (r["product_id"], json.dumps(r)))
     op.output("write_trends", trend_lines, FileSink(out / "trends.jsonl"))
@@ -148,21 +125,13 @@ def main() -> None:
     print(f"input: {path} ({args.events:,} events, {path.stat().st_size / 1e6:,.0f} MB), 1 worker each")
     rates = {}
     for variant, runs in zip(VARIANTS, (args.runs, 1)):  # the per-event run takes over a minute
-        seconds = sorted(_child(variant, path) for _ in range(runs))
+        seconds = sorted(run_child(__file__, variant, "--path", str(path))["seconds"] for _ in range(runs))
         median = seconds[len(seconds) // 2]
         rates[variant] = args.events / median
         spread = f"  (runs: {', '.join(f'{s:.2f}' for s in seconds)} s)" if runs > 1 else ""
         print(f"  {variant:<22} {median:8.2f} s {rates[variant]:>12,.0f} events/s{spread}", flush=True)
     columnar_rate, per_event_rate = rates.values()
     print(f"  ratio                  {columnar_rate / per_event_rate:8.1f}x")
-
-
-def _child(variant: str, path: Path) -> float:
-    done = subprocess.run(
-        [sys.executable, __file__, "--run", variant, "--path", str(path)],
-        capture_output=True, text=True, check=True, cwd=ROOT,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.per_event import TREND_SLOTS, add_to_trend, merge, parse, run_child  # noqa: E402
 
 TOPIC = "bench-events"
 PARTITIONS = 4
@@ -86,7 +87,7 @@ def columnar(bootstrap: str) -> float:
     from flows.engine.config import KafkaSettings, Settings
 
     kafka = KafkaSettings(brokers=bootstrap, topic=TOPIC, bounded=True, output_prefix=f"bench-dmp-{time.time_ns()}.")
-    flow = dmp.build(Settings(source="kafka", sinks=("kafka",), kafka=kafka, summary=False))
+    flow = dmp.build(Settings(source="kafka", sinks=("kafka",), kafka=kafka, summary=False, analytics=("trends",)))
     started = time.perf_counter()
     run_main(flow)
     return time.perf_counter() - started
@@ -101,32 +102,13 @@ def per_event(bootstrap: str) -> float:
 
     from flows.tools.broker import LocalBroker  # noqa: F401 - same environment as the others
 
-    def parse(message):  # noqa: ANN001
-        try:
-            event = json.loads(message.value)
-            event["ts"] = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
-            return event
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
-
-    def add(acc: list, event: dict) -> list:
-        kind = event["event_type"]
-        if kind == "view":
-            acc[0] += 1
-        elif kind == "add_to_cart":
-            acc[1] += 1
-        elif kind == "purchase":
-            acc[2] += 1
-            acc[3] += round((event.get("price") or 0.0) * 1_000_000) * (event.get("quantity") or 1)
-        return acc
-
     flow = Dataflow("per_event_kafka")
     messages = op.input("read", flow, KafkaSource([bootstrap], [TOPIC], tail=False, batch_size=10_000))
-    events = op.filter_map("parse", messages, parse)
+    events = op.filter_map("parse", messages, lambda message: parse(message.value))
     keyed = op.key_on("by_product", events, lambda e: str(e["product_id"]))
     clock = EventClock(lambda e: e["ts"], wait_for_system_duration=timedelta(seconds=30))
-    totals = fold_window("trends", keyed, clock, TumblingWindower(WINDOW, EPOCH), lambda: [0, 0, 0, 0], add,
-                         lambda a, b: [x + y for x, y in zip(a, b)])
+    totals = fold_window("trends", keyed, clock, TumblingWindower(WINDOW, EPOCH), lambda: [0] * TREND_SLOTS,
+                         add_to_trend, merge)
     out = op.map("to_message", totals.down,
                  lambda kv: KafkaSinkMessage(kv[0].encode(), json.dumps({"window": kv[1][0], "totals": kv[1][1]}).encode()))
     op.output("write", out, KafkaSink([bootstrap], "bench-per-event.trends"))
@@ -174,12 +156,7 @@ def main() -> None:
               f"{time.perf_counter() - started:.1f}s; one worker each:")
         rates = {}
         for name in VARIANTS:
-            done = subprocess.run([sys.executable, __file__, "--run", name, "--bootstrap", broker.bootstrap],
-                                  capture_output=True, text=True, cwd=ROOT)
-            if done.returncode:
-                print(done.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(f"{name} failed")
-            seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+            seconds = run_child(__file__, name, "--bootstrap", broker.bootstrap)["seconds"]
             rates[name] = args.events / seconds
             print(f"  {name:<34} {seconds:8.2f} s {rates[name]:>12,.0f} events/s", flush=True)
     a, b, c, d = rates.values()

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -45,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.make_events import ensure_events  # noqa: E402
+from bench.per_event import SESSION_SLOTS, TREND_SLOTS, add_to_session, add_to_trend, merge, parse, run_child  # noqa: E402
 
 if TYPE_CHECKING:
     from bytewax.dataflow import Dataflow
@@ -77,12 +77,12 @@ def session_aggregate() -> WindowedAggregate:
     import polars as pl
 
     from flows.engine.aggregate import Sum, WindowedAggregate
-    from flows.engine.present import to_micros
+    from flows.engine.present import line_micros
     from flows.engine.windows import SessionWindow
 
     event_type = pl.col("event_type")
     purchase = event_type == "purchase"
-    revenue = pl.when(purchase).then(to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity")).otherwise(0)
+    revenue = pl.when(purchase).then(line_micros()).otherwise(0)
     return WindowedAggregate(
         name="sessions",
         keys=("user_id",),
@@ -126,49 +126,6 @@ def columnar(kind: str, path: Path, results: list, late: list) -> Dataflow:
 # -- Bytewax's per-event operators ---------------------------------------------------------
 
 
-def parse(line: str) -> dict | None:
-    try:
-        event = json.loads(line)
-        event["ts"] = datetime.fromisoformat(event["ts"].replace("Z", "+00:00"))
-        return event
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def add_to_trend(acc: list, event: dict) -> list:
-    """[events, views, carts, removes, purchases, units, revenue micros]: what ``trends_aggregate`` sums."""
-    acc[0] += 1
-    kind = event["event_type"]
-    if kind == "view":
-        acc[1] += 1
-    elif kind == "add_to_cart":
-        acc[2] += 1
-    elif kind == "remove_from_cart":
-        acc[3] += 1
-    elif kind == "purchase":
-        quantity = event.get("quantity") or 1
-        acc[4] += 1
-        acc[5] += quantity
-        acc[6] += round((event.get("price") or 0.0) * 1_000_000) * quantity
-    return acc
-
-
-def add_to_session(acc: list, event: dict) -> list:
-    """[events, views, purchases, revenue micros]: what :func:`session_aggregate` sums."""
-    acc[0] += 1
-    kind = event["event_type"]
-    if kind == "view":
-        acc[1] += 1
-    elif kind == "purchase":
-        acc[2] += 1
-        acc[3] += round((event.get("price") or 0.0) * 1_000_000) * (event.get("quantity") or 1)
-    return acc
-
-
-def merge(a: list, b: list) -> list:
-    return [x + y for x, y in zip(a, b)]
-
-
 def per_event(kind: str, path: Path, results: list, late: list) -> Dataflow:
     import bytewax.operators as op
     from bytewax.connectors.files import FileSource
@@ -188,7 +145,7 @@ def per_event(kind: str, path: Path, results: list, late: list) -> Dataflow:
         key, windower = "product_id", SlidingWindower(length=SLIDING, offset=SLIDE, align_to=EPOCH)
     else:
         key, windower = "user_id", SessionWindower(gap=GAP)
-    width, folder = (4, add_to_session) if kind == "session" else (7, add_to_trend)
+    width, folder = (SESSION_SLOTS, add_to_session) if kind == "session" else (TREND_SLOTS, add_to_trend)
 
     flow = Dataflow(f"per_event_{kind}")
     lines = op.input("read", flow, FileSource(path))  # str per line
@@ -244,7 +201,7 @@ def main() -> None:
     measured: dict[tuple[str, str], dict] = {}
     for kind in args.kinds:
         for engine, runs in zip(ENGINES, (args.runs, 1)):  # a per-event run takes a minute or more
-            done = sorted((_child(kind, engine, path) for _ in range(runs)), key=lambda r: r["seconds"])
+            done = sorted((run_child(__file__, kind, engine, "--path", str(path)) for _ in range(runs)), key=lambda r: r["seconds"])
             median = done[len(done) // 2]
             measured[kind, engine] = {**median, "rate": args.events / median["seconds"]}
             seconds = ", ".join(f"{r['seconds']:.2f}" for r in done)
@@ -273,14 +230,6 @@ def main() -> None:
             if kind in args.kinds:
                 ours, theirs = (measured[kind, engine]["rate"] / base[engine] for engine in ENGINES)
                 print(f"  {kind}/tumbling events/s: ours {ours:.2f}, Bytewax {theirs:.2f}")
-
-
-def _child(kind: str, engine: str, path: Path) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--run", kind, engine, "--path", str(path)],
-        capture_output=True, text=True, check=True, cwd=ROOT,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -177,17 +177,23 @@ def only(analytics: Sequence[str]) -> Callable[..., Dataflow]:
     return build_only
 
 
-def flow_from_env(build_flow: Callable[[], Dataflow]) -> Dataflow:
-    """The flow ``python -m bytewax.run`` asks for: built from the environment; bad settings reported plainly."""
-    try:
-        return build_flow()
-    except DmpError as ex:
-        print(f"dmp: {ex}", file=sys.stderr)
-        raise SystemExit(2) from None
+def flow_attribute(build_flow: Callable[[], Dataflow]) -> Callable[[str], Any]:
+    """A flow module's ``__getattr__``: ``python -m bytewax.run`` asks for ``flow``.
+
+    The flow is built then, from the environment, not at import; bad
+    settings are reported plainly.
+    """
+
+    def module_getattr(name: str) -> Any:
+        if name != "flow":
+            raise AttributeError(name)
+        try:
+            return build_flow()
+        except DmpError as ex:
+            print(f"dmp: {ex}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return module_getattr
 
 
-def __getattr__(name: str) -> Any:
-    # `python -m bytewax.run flows.dmp` asks for `flow`: build it then, not at import.
-    if name == "flow":
-        return flow_from_env(build)
-    raise AttributeError(name)
+__getattr__ = flow_attribute(build)

@@ -12,14 +12,7 @@ dead letters and summary.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flows import dmp
 
 build = dmp.only(("sessions",))
-
-
-def __getattr__(name: str) -> Any:
-    if name == "flow":
-        return dmp.flow_from_env(build)
-    raise AttributeError(name)
+__getattr__ = dmp.flow_attribute(build)

@@ -99,8 +99,24 @@ def Distinct(expr: pl.Expr, limit: int | None = None) -> Agg:  # noqa: N802
     return Agg(expr.cast(pl.String), "distinct", limit)
 
 
+class _Keyed:
+    """What both kinds of analytic share: keys, a window, and whether results are gathered."""
+
+    keys: tuple[str, ...]
+    window: Window
+    gather: bool | None
+
+    @property
+    def gathers(self) -> bool:
+        return self.gather if self.gather is not None else not isinstance(self.window, SessionWindow)
+
+    @property
+    def group(self) -> list[str]:
+        return [WINDOW_START, *self.keys]
+
+
 @dataclass(frozen=True)
-class WindowedAggregate:
+class WindowedAggregate(_Keyed):
     """A keyed, windowed aggregate of mergeable measures; see the module docstring.
 
     ``measures`` maps output columns to :class:`Agg` (a bare expression means
@@ -123,13 +139,6 @@ class WindowedAggregate:
         aggs[EVENTS] = Count()
         return aggs
 
-    @property
-    def gathers(self) -> bool:
-        return self.gather if self.gather is not None else not isinstance(self.window, SessionWindow)
-
-    @property
-    def group(self) -> list[str]:
-        return [WINDOW_START, *self.keys]
 
     def partial(self, rows: pl.DataFrame, group: Sequence[str] | None = None) -> pl.DataFrame:
         """Reduce each measure of ``rows`` (events with their window) per window and key."""
@@ -159,7 +168,7 @@ class WindowedAggregate:
 
 
 @dataclass(frozen=True)
-class WindowedFunction:
+class WindowedFunction(_Keyed):
     """A keyed, windowed analytic over raw events; see the module docstring.
 
     ``function`` gets the on-time events of windows that just closed (the
@@ -174,13 +183,6 @@ class WindowedFunction:
     function: Callable[[pl.DataFrame], pl.DataFrame]
     gather: bool | None = None
 
-    @property
-    def gathers(self) -> bool:
-        return self.gather if self.gather is not None else not isinstance(self.window, SessionWindow)
-
-    @property
-    def group(self) -> list[str]:
-        return [WINDOW_START, *self.keys]
 
     @property
     def needed(self) -> list[str]:

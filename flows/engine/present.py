@@ -58,6 +58,11 @@ def to_micros(price: pl.Expr) -> pl.Expr:
     return (price * MICROS).round().cast(pl.Int64)
 
 
+def line_micros() -> pl.Expr:
+    """An event's price x quantity in micro-units (an event without a price is worth 0)."""
+    return to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity")
+
+
 # Event fields shown with a late event, in this order, when the flow decoded them.
 _LATE_EVENT_COLUMNS = ("event_id", "event_type", "ts", "user_id", "session_id", "product_id", "category",
                        "brand", "price", "quantity")

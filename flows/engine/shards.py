@@ -399,6 +399,10 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
     """
 
     def __init__(self, spec: Analytic, shards: int, resume: SessionGatherState | None) -> None:
+        if not isinstance(spec, WindowedAggregate):
+            # A function's result rows need not carry their session's last event, which orders them.
+            msg = f"{spec.name!r}: only a WindowedAggregate's sessions can be gathered, not a function's"
+            raise DmpError(msg)
         self.spec = spec
         self.gap = spec.window.gap_ms  # type: ignore[union-attr]
         known = resume.progress if resume is not None else {}
@@ -423,19 +427,12 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
         if until <= self.closed_until:
             return []
         self.closed_until = until
-        rows = pl.concat(self.pending, how="vertical") if self.pending else self._empty()
-        closes = rows[LAST_TS] + 2 * self.gap
-        done, rest = split_closed(rows, closes, until)
+        empty = self.spec.empty().with_columns(pl.lit(None, pl.Int64).alias(WINDOW_END))  # as shards send them
+        rows = pl.concat(self.pending, how="vertical") if self.pending else empty
+        done, rest = split_closed(rows, rows[LAST_TS] + 2 * self.gap, until)
         self.pending = [rest] if rest.height else []
-        order = done.with_columns((pl.col(LAST_TS) + 2 * self.gap).alias("_close")).sort(
-            ["_close", *self.spec.keys, WINDOW_START]
-        )
-        return [ClosedWindows(order.drop("_close"), until, until)]
-
-    def _empty(self) -> pl.DataFrame:
-        empty = self.spec.empty() if isinstance(self.spec, WindowedAggregate) else pl.DataFrame(
-            schema={WINDOW_START: pl.Int64, LAST_TS: pl.Int64})
-        return empty.with_columns(pl.lit(None, pl.Int64).alias(WINDOW_END))
+        # Closing points are last_ts + 2 * gap: ordering by last_ts orders by close.
+        return [ClosedWindows(done.sort([LAST_TS, *self.spec.keys, WINDOW_START]), until, until)]
 
     def snapshot(self) -> SessionGatherState:
         pending = pl.concat(self.pending, how="vertical") if self.pending else None

@@ -29,7 +29,7 @@ from confluent_kafka import Producer
 from flows.engine.config import KafkaSettings, SimSettings
 from flows.engine.errors import DmpError
 from flows.engine.schema import RawBatch
-from flows.engine.sinks.kafka import PRODUCER_DEFAULTS
+from flows.engine.sinks.kafka import PRODUCER_DEFAULTS, produce
 from flows.engine.sources import FileSource, SimSource
 from flows.engine.sources.files import expand_inputs
 from flows.engine.sources.kafka import topic_partitions
@@ -82,13 +82,8 @@ class Publisher:
         self.sent = 0
 
     def publish(self, value: bytes, key: bytes | None) -> None:
-        while True:
-            try:
-                self.producer.produce(self.topic, value=value, key=key, on_delivery=self._delivered)
-                self.sent += 1
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        produce(self.producer, self.topic, value, key, self._delivered)
+        self.sent += 1
 
     def _delivered(self, error, message) -> None:  # noqa: ANN001 - librdkafka callback
         if error is not None:

@@ -22,7 +22,7 @@ import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import Sum, WindowedAggregate
-from flows.engine.present import iso, money, to_micros
+from flows.engine.present import iso, line_micros, money
 from flows.engine.shards import ClosedWindows
 from flows.engine.windows import WINDOW_START, FixedWindow
 
@@ -58,7 +58,7 @@ def trends_aggregate(window: FixedWindow) -> WindowedAggregate:
             "purchases": Sum(purchase),
             "units": Sum(pl.when(purchase).then(pl.col("quantity")).otherwise(0)),
             "revenue_micros": Sum(
-                pl.when(purchase).then(to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity")).otherwise(0)
+                pl.when(purchase).then(line_micros()).otherwise(0)
             ),
         },
     )

@@ -38,7 +38,7 @@ import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import LAST_TS, Sum, WindowedAggregate
-from flows.engine.present import iso, money, to_micros
+from flows.engine.present import iso, line_micros, money
 from flows.engine.windows import WINDOW_START, SlidingWindow
 
 CART_ABANDONED = "cart_abandoned"
@@ -82,7 +82,7 @@ def abandoned_carts(sessions: pl.DataFrame) -> pl.DataFrame:
 
 def spend_aggregate(window: SlidingWindow) -> WindowedAggregate:
     """Purchase revenue per user and sliding window (feed it purchases only)."""
-    value = to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity")
+    value = line_micros()
     return WindowedAggregate("spend", ("user_id",), window, {"revenue_micros": Sum(value)})
 
 

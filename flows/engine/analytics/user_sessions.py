@@ -32,7 +32,7 @@ from __future__ import annotations
 import polars as pl
 
 from flows.engine.aggregate import LAST_TS, Distinct, Sum, WindowedAggregate
-from flows.engine.present import iso, money, seconds, to_micros
+from flows.engine.present import iso, line_micros, money, seconds
 from flows.engine.windows import WINDOW_START, SessionWindow
 
 OUTPUT_SCHEMA = pl.Schema(
@@ -61,7 +61,7 @@ def sessions_aggregate(gap_ms: int, basket_limit: int) -> WindowedAggregate:
     """Session measures per user, declared for the engine (released in order)."""
     event_type = pl.col("event_type")
     purchase, cart, remove = event_type == "purchase", event_type == "add_to_cart", event_type == "remove_from_cart"
-    value = to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity")
+    value = line_micros()
     return WindowedAggregate(
         name="sessions",
         keys=("user_id",),

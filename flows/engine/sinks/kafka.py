@@ -51,6 +51,17 @@ ROW_KEYS: dict[str, Callable[[pl.DataFrame], pl.Expr]] = {
 }
 
 
+def produce(producer: Producer, topic: str, value: bytes, key: bytes | None, on_delivery: Callable,
+            headers: Sequence[tuple[str, bytes]] | None = None) -> None:
+    """Queue one message; when the local queue is full, serve delivery reports and retry, never drop."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 class KafkaSinkError(DmpError):
     """Kafka refused or lost a message, or an output topic cannot be had."""
 
@@ -155,13 +166,7 @@ class _KafkaSinkPartition(StatefulSinkPartition[pl.DataFrame, None]):
             self._produce(raw, key, dead_letter_headers(reason, source))
 
     def _produce(self, value: bytes, key: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
-        while True:
-            try:
-                self.producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
-                return
-            except BufferError:
-                # The local queue is full: serve delivery reports, then retry.
-                self.producer.poll(0.05)
+        produce(self.producer, self.topic, value, key, self._delivered, headers)
 
     def _delivered(self, error, message) -> None:  # noqa: ANN001 - librdkafka callback
         if error is not None:
