@@ -281,7 +281,7 @@ def build(sim: SimSettings, specs: Sequence[Analytic], shards: int, probe: Probe
         )
         count = functools.partial(probe.count_closed, spec.name)
         op.inspect(f"count_{spec.name}_closed", windowed.results, lambda _step, kv, count=count: count(kv[1]))
-        outputs += [windowed.results, windowed.late, *([windowed.quality] if windowed.quality is not None else [])]
+        outputs += [windowed.results, windowed.late, windowed.quality]
     op.output("discard", op.merge("everything", *outputs), Discard())
     return flow
 

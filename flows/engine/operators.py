@@ -159,9 +159,11 @@ class Windowed:
     late: KeyedStream[pl.DataFrame]
     """Events late for a window they belong to (with ``window_start``,
     ``window_end``, ``missed`` and ``watermark``), keyed by partition."""
-    quality: KeyedStream[pl.DataFrame] | None
+    quality: KeyedStream[pl.DataFrame]
     """Fixed windows: one row per window as it closes (and amendments for
-    news that arrives after), keyed by analytic; see :class:`WindowGather`."""
+    news that arrives after), keyed by analytic; see :class:`WindowGather`.
+    Sessions: an empty stream (a stream all the same: Bytewax renders every
+    port of a dataflow, e.g. for its API server, and a missing one breaks it)."""
 
 
 @operator
@@ -189,13 +191,13 @@ def window(
         "shard_windows", updates, lambda resume: _observed(observe, WindowShard(spec, declared, shards, resume))
     )
     if not spec.gathers:
-        return Windowed(op.filter("closed_rows", closed, lambda kv: kv[1].rows.height > 0), late, None)
+        return Windowed(op.filter("closed_rows", closed, lambda kv: kv[1].rows.height > 0), late, _nothing(late))
     shard_news = op.map("shard_news", closed, lambda kv: (spec.name, ("closed", kv[0], kv[1])))
     if isinstance(spec.window, SessionWindow):
         ordered = op.stateful_batch(
             "gather_sessions", shard_news, lambda resume: _observed(observe, SessionGather(spec, shards, resume))
         )
-        return Windowed(ordered, late, None)  # empty releases too: they carry progress
+        return Windowed(ordered, late, _nothing(late))  # empty releases too: they carry progress
     tallies = op.filter_map("tallies", routed, lambda r: (spec.name, ("tally", r.tally)) if r.tally is not None else None)
     news = op.merge("news", shard_news, tallies)
     gathered = op.stateful_batch(
@@ -203,6 +205,10 @@ def window(
     )
     split = op.branch("results_or_quality", gathered, lambda kv: isinstance(kv[1], ClosedWindows))
     return Windowed(split.trues, late, split.falses)
+
+
+def _nothing(up: KeyedStream[pl.DataFrame]) -> KeyedStream[pl.DataFrame]:
+    return op.filter("no_quality", up, lambda _: False)
 
 
 @operator

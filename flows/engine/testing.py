@@ -184,7 +184,6 @@ def windowed_flow(
     windows = window("windows", stamped, spec, partitions, shards, clock)
     op.output("results", op.map("rows", windows.results, lambda kv: (kv[0], kv[1].rows)), chosen["results"])
     op.output("late", windows.late, chosen["late"])
-    if windows.quality is not None:
-        op.output("quality", windows.quality, chosen["quality"])
+    op.output("quality", windows.quality, chosen["quality"])
     op.output("dead_letters", decoded.dead_letters, chosen["dead_letters"])
     return flow, captured
