@@ -25,7 +25,7 @@ from flows.engine.errors import ConfigError
 from flows.engine.windows import FixedWindow, SlidingWindow, TumblingWindow
 
 SourceKind = Literal["sim", "file", "kafka"]
-ANALYTICS = ("trends", "sessions", "funnel", "recommendations", "triggers")
+ANALYTICS = ("trends", "sessions", "funnel", "recommendations", "triggers", "timeseries", "anomalies")
 SinkKind = Literal["files", "kafka"]
 InputFormat = Literal["auto", "jsonl", "csv"]
 OutputFormat = Literal["jsonl", "parquet"]
@@ -162,6 +162,14 @@ def _analytics(text: str) -> tuple[str, ...]:
     return names
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < float("inf"):
+        msg = f"expected a number > 0; got {text!r}"
+        raise ValueError(msg)
+    return value
+
+
 def _money(text: str) -> float:
     value = float(text.strip())
     if not value >= 0 or value == float("inf"):
@@ -197,6 +205,8 @@ class SimSettings:
     straggler_rate: float = 0.0005
     malformed_rate: float = 0.0005
     plant: bool = True
+    anomalies: bool = False
+    anomaly_after_ms: int = 4 * 86_400_000 + 6 * 3_600_000
 
 
 @dataclass(frozen=True)
@@ -274,6 +284,14 @@ class Settings:
     high_value_window_ms: int = 86_400_000
     high_value_slide_ms: int = 3_600_000
     trigger_cooldown_ms: int = 86_400_000
+    ts_bucket_ms: int = 60_000
+    ts_ma: int = 15
+    ts_period: int = 1440
+    ts_seasons: int = 3
+    ts_acf_window: int = 2880
+    anomaly_z: float = 5.0
+    anomaly_window: int = 60
+    monitor_interval_ms: int = 10_000
     sim: SimSettings = field(default_factory=SimSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -338,6 +356,8 @@ class Settings:
             longest.append(self.funnel_window_ms)
         if {"sessions", "recommendations", "triggers"} & set(self.analytics):
             longest.append(self.session_gap_ms)
+        if {"timeseries", "anomalies"} & set(self.analytics):
+            longest.append(self.ts_bucket_ms)
         return self.allowed_lateness_ms + max(longest)
 
     def runs(self, analytic: str) -> bool:
@@ -410,6 +430,22 @@ VARIABLES: tuple[Variable, ...] = (
              "A spend window starts this often (must divide `DMP_HIGH_VALUE_WINDOW`)"),
     Variable("DMP_TRIGGER_COOLDOWN", "trigger_cooldown_ms", parse_duration_ms, "24h",
              "At most one trigger per user and type within this much event time"),
+    Variable("DMP_TS_BUCKET", "ts_bucket_ms", parse_duration_ms, "1m",
+             "Bucket of the time series (revenue and orders overall and per category, views overall)"),
+    Variable("DMP_TS_MA", "ts_ma", _int(1), "15", "Buckets in the trailing moving average"),
+    Variable("DMP_TS_PERIOD", "ts_period", _int(2), "1440",
+             "Buckets in one season (1440 at 1m: daily); the trend is the mean of the last period"),
+    Variable("DMP_TS_SEASONS", "ts_seasons", _int(1), "3",
+             "Past seasons whose median makes the seasonal component"),
+    Variable("DMP_TS_ACF_WINDOW", "ts_acf_window", _int(3), "2880",
+             "Trailing buckets the autocorrelations are computed over (longer than `DMP_TS_PERIOD`)"),
+    Variable("DMP_ANOMALY_Z", "anomaly_z", _positive_float, "5",
+             "Alert when a residual's robust score (distance from the median of recent residuals "
+             "in scaled MADs) reaches this"),
+    Variable("DMP_ANOMALY_WINDOW", "anomaly_window", _int(5), "60",
+             "Recent residuals (buckets) whose median and MAD score the next one"),
+    Variable("DMP_MONITOR_INTERVAL", "monitor_interval_ms", parse_duration_ms, "10s",
+             "Wall-clock interval of the `monitoring` stream and metrics refresh; `0` turns monitoring off"),
     Variable("DMP_SHARDS", "shards", _int(1), "8",
              "Keyed state shards spread over the workers; fixed for the life of a recovery store"),
     Variable("DMP_BATCH_BYTES", "batch_bytes", _int(4096), str(16 << 20),
@@ -467,6 +503,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("DMP_SIM_PLANT", "sim.plant", _bool, "true",
              "Plant known behaviour for the analytics to find: products bought together, "
              "cart abandoners, big spenders (see the simulator's docstring)"),
+    Variable("DMP_SIM_ANOMALIES", "sim.anomalies", _bool, "false",
+             "Plant traffic anomalies with known labels: spikes, drops and one level shift "
+             "(see the simulator's docstring)"),
+    Variable("DMP_SIM_ANOMALY_AFTER", "sim.anomaly_after_ms", parse_duration_ms, "4d6h",
+             "Planted anomalies begin this long after the start (the detector's warm-up: "
+             "`DMP_TS_SEASONS`+1 periods and `DMP_ANOMALY_WINDOW`)"),
 )
 
 
@@ -521,6 +563,20 @@ def _validate(settings: Settings) -> None:
              f"({spend} ms); got {slide} ms")
     if not settings.high_value_threshold >= 0:
         fail("DMP_HIGH_VALUE_THRESHOLD", f"must be >= 0; got {settings.high_value_threshold!r}")
+    if settings.ts_bucket_ms <= 0 or settings.ts_bucket_ms % 1000:
+        fail("DMP_TS_BUCKET", f"must be a positive whole number of seconds; got {settings.ts_bucket_ms} ms")
+    for name, value, least in (("DMP_TS_MA", settings.ts_ma, 1), ("DMP_TS_PERIOD", settings.ts_period, 2),
+                               ("DMP_TS_SEASONS", settings.ts_seasons, 1),
+                               ("DMP_ANOMALY_WINDOW", settings.anomaly_window, 5)):
+        if value < least:
+            fail(name, f"must be >= {least}; got {value}")
+    if settings.ts_acf_window <= settings.ts_period:
+        fail("DMP_TS_ACF_WINDOW", f"must be longer than DMP_TS_PERIOD ({settings.ts_period} buckets) "
+             f"to give an autocorrelation at the period; got {settings.ts_acf_window}")
+    if not 0 < settings.anomaly_z < float("inf"):
+        fail("DMP_ANOMALY_Z", f"must be > 0; got {settings.anomaly_z!r}")
+    if settings.monitor_interval_ms < 0:
+        fail("DMP_MONITOR_INTERVAL", "must be >= 0")
     if settings.shards < 1:
         fail("DMP_SHARDS", "must be >= 1")
     if settings.batch_bytes < 4096:
@@ -536,6 +592,8 @@ def _validate(settings: Settings) -> None:
         fail("DMP_SIM_EVENTS_PER_SECOND", "must be > 0")
     if not isinstance(sim.plant, bool):
         fail("DMP_SIM_PLANT", f"expected true or false; got {sim.plant!r}")
+    if sim.anomaly_after_ms < 0:
+        fail("DMP_SIM_ANOMALY_AFTER", "must be >= 0")
 
 
 def markdown_table() -> str:

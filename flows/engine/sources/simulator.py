@@ -28,6 +28,21 @@ rows of their slice (the one holding a session's first event), delayed and
 corrupted like the rest. With planting off the output is the same as before
 it existed.
 
+Planted anomalies (``DMP_SIM_ANOMALIES``, off by default), so that an anomaly
+detector can be scored against labels (:func:`planted_anomalies`, the rate
+factor of a slice :func:`anomaly_factor`): from ``DMP_SIM_ANOMALY_AFTER``
+after the start (rounded up to a whole minute) anomaly k = 0, 1, 2, ...
+starts at ``after + k*5h + jitter`` (jitter: 0-59 whole minutes, drawn per k
+from the seed) and multiplies the expected number of session starts of the
+slices it covers: even k a *spike* (x3 for 5 minutes), odd k a *drop* (x0.1
+for 15 minutes), except k = 5, a *level shift* (x1.5 from its start on,
+forever; later anomalies multiply on top of it). Spikes and drops end long
+before the next anomaly starts. Sessions keep their length, so a spike's
+events spread over the minute or two after it; bundle sessions follow the
+rate, abandoners and big spenders keep their schedules. With anomalies off
+the output is the same as before they existed; with them on, slices before
+the level shift and outside spikes and drops are unchanged too.
+
 Everything is a pure function of (seed, partition, time slice), generated
 with NumPy a slice at a time, so the same settings give the same bytes on
 any machine, and a partition's snapshot (slice number, undelivered events,
@@ -41,6 +56,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -99,6 +115,12 @@ _BIG_SPEND_STAGGER_MS = 11 * 60_000
 _BIG_SPEND_LEAD_MS = 60_000  # the view comes this long before the purchase, the cart half-way
 _BIG_PRICE = 500.0
 
+# Planted anomalies (settings.anomalies); see the module docstring. Times in slices (minutes).
+_ANOMALY_EVERY = 5 * 3_600_000 // SLICE_MS  # anomaly k starts k * 5 h after the first ...
+_ANOMALY_JITTER = 60  # ... plus 0-59 slices
+_LEVEL_SHIFT_K = 5
+_ANOMALY_KINDS = {"spike": (3.0, 5), "drop": (0.1, 15), "level_shift": (1.5, 0)}  # factor, slices (0: forever)
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -150,6 +172,8 @@ def generate_slice(settings: SimSettings, catalog: Catalog, partition: int, inde
     start = settings.start_ms + index * SLICE_MS
     share = settings.events_per_second * (SLICE_MS / 1000) / settings.partitions
     mean_sessions = share * daily_cycle(start + SLICE_MS / 2) / _EVENTS_PER_SESSION
+    if settings.anomalies:
+        mean_sessions *= anomaly_factor(settings, index)
     sessions = rng.poisson(mean_sessions)
     extra = _plant(settings, catalog, partition, index, mean_sessions, sessions) if settings.plant else None
     if sessions == 0 and extra is None:
@@ -473,6 +497,80 @@ def _plant(
         schema={**_PART_SCHEMA, "event_type": pl.String, "quantity": pl.Int64},
     )
     return _Extra(_FIRST_USER_ID + user.astype(np.int64), events)
+
+
+# -- planted anomalies ---------------------------------------------------------------------
+
+
+def planted_anomalies(settings: SimSettings, until_ms: int) -> pl.DataFrame:
+    """The planted anomalies that start before ``until_ms``: the labels of the traffic.
+
+    Columns ``kind`` (``spike``, ``drop`` or ``level_shift``), ``start_ms`` and
+    ``end_ms`` (epoch ms, whole slices; the end is exclusive, and a level
+    shift, which never ends, has its start) and ``factor`` (what it multiplies
+    the rate of session starts by), ordered by ``start_ms``. Empty when
+    anomalies are off.
+    """
+    schema = {"kind": pl.String, "start_ms": pl.Int64, "end_ms": pl.Int64, "factor": pl.Float64}
+    if not settings.anomalies:
+        return pl.DataFrame(schema=schema)
+    first = _first_anomaly_slice(settings)
+    before = -(-(until_ms - settings.start_ms) // SLICE_MS)  # slices 0 .. before-1 start before until_ms
+    k = np.arange(max(0, -(-(before - first) // _ANOMALY_EVERY)))  # anomalies that may start in them
+    at = first + k * _ANOMALY_EVERY + np.array([_jitter(settings.seed, j) for j in k.tolist()], dtype=np.int64)
+    k, at = k[at < before], at[at < before]
+    kind = [_anomaly_kind(j) for j in k.tolist()]
+    length = np.array([_ANOMALY_KINDS[name][1] for name in kind], dtype=np.int64)
+    start = settings.start_ms + at * SLICE_MS
+    return pl.DataFrame(
+        {
+            "kind": kind,
+            "start_ms": start,
+            "end_ms": start + length * SLICE_MS,
+            "factor": [_ANOMALY_KINDS[name][0] for name in kind],
+        },
+        schema=schema,
+    )
+
+
+def anomaly_factor(settings: SimSettings, index: int) -> float:
+    """What the planted anomalies multiply slice ``index``'s rate of session starts by (1.0: nothing).
+
+    The spike or drop covering the slice, if any (they never overlap), times
+    the level shift once it has started.
+    """
+    first = _first_anomaly_slice(settings)
+    if not settings.anomalies or index < first:
+        return 1.0
+    factor = _ANOMALY_KINDS["level_shift"][0] if index >= _anomaly_slice(settings, _LEVEL_SHIFT_K) else 1.0
+    k = (index - first) // _ANOMALY_EVERY  # the only anomaly that can cover the slice
+    kind = _anomaly_kind(k)
+    if kind != "level_shift":
+        at = _anomaly_slice(settings, k)
+        rate, length = _ANOMALY_KINDS[kind]
+        if at <= index < at + length:
+            factor *= rate
+    return factor
+
+
+def _first_anomaly_slice(settings: SimSettings) -> int:
+    """The slice ``anomaly_after_ms`` after the start, rounded up: where anomaly 0's hour begins."""
+    return -(-settings.anomaly_after_ms // SLICE_MS)
+
+
+def _anomaly_kind(k: int) -> str:
+    return "level_shift" if k == _LEVEL_SHIFT_K else ("spike", "drop")[k % 2]
+
+
+def _anomaly_slice(settings: SimSettings, k: int) -> int:
+    """The slice anomaly ``k`` starts in."""
+    return _first_anomaly_slice(settings) + k * _ANOMALY_EVERY + _jitter(settings.seed, k)
+
+
+@lru_cache(maxsize=4096)
+def _jitter(seed: int, k: int) -> int:
+    """Slices (minutes, 0-59) anomaly ``k`` starts after its hour begins: a function of (seed, k) alone."""
+    return int(np.random.default_rng([seed, 0xA40A1, k]).integers(0, _ANOMALY_JITTER))
 
 
 def render(events: pl.DataFrame, catalog: Catalog, partition: int) -> pl.DataFrame:
