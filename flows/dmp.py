@@ -30,6 +30,8 @@ from bytewax.inputs import Source
 from flows.engine.analytics.funnel import funnel_function, funnel_rows
 from flows.engine.analytics.leaderboard import leaderboard
 from flows.engine.analytics.recommendations import RecoSettings, RecommendLogic
+from flows.engine.analytics.seasonal import SeriesConfig
+from flows.engine.analytics.timeseries import ALERTS, SERIES, TimeSeriesLogic, timeseries_aggregate
 from flows.engine.analytics.trends import TrendChange, tiling, trends_aggregate
 from flows.engine.analytics.triggers import (
     CART_ABANDONED,
@@ -55,7 +57,8 @@ from flows.engine.windows import SlidingWindow, TumblingWindow
 
 def event_fields(settings: Settings) -> tuple[str, ...]:
     """Optional event fields the analytics use besides the required ones (the rest are not parsed)."""
-    return ("event_id", "category") if settings.runs("funnel") else ("event_id",)
+    wants_category = settings.runs("funnel") or settings.runs("timeseries") or settings.runs("anomalies")
+    return ("event_id", "category") if wants_category else ("event_id",)
 
 
 def build(
@@ -110,6 +113,18 @@ def build(
         funnel = op.map("funnel_rates", steps.results, lambda kv: (kv[0], funnel_rows(kv[1].rows, funnel_window.size_ms)))
         write("write_funnel", funnel, outputs.sinks("funnel"))
 
+    if settings.runs("timeseries") or settings.runs("anomalies"):
+        bucket = TumblingWindow(settings.ts_bucket_ms)
+        buckets = window_op("timeseries_buckets", stamped, timeseries_aggregate(bucket), partitions, shards, clock)
+        analysed = op.stateful_batch(  # (SERIES | ALERTS, rows) as each bucket closes
+            "decompose", buckets.results, lambda resume: TimeSeriesLogic(series_config(settings), bucket.size_ms, resume)
+        )
+        for stream, tag in (("timeseries", SERIES), ("anomalies", ALERTS)):
+            if settings.runs(stream):
+                rows = op.filter_map(f"{stream}_rows", analysed, lambda kv, tag=tag: kv if kv[1][0] == tag else None)
+                write(f"write_{stream}", op.map(f"untag_{stream}", rows, lambda kv: (kv[0], kv[1][1])),
+                      outputs.sinks(stream))
+
     if {"sessions", "recommendations", "triggers"} & set(settings.analytics):
         gap = settings.session_gap_ms
         sessions = window_op(  # closed sessions, released in one order (keyed "sessions")
@@ -148,13 +163,19 @@ def streams_of(settings: Settings) -> list[str]:
     streams = ["dead_letters"]
     if settings.runs("trends"):
         streams += ["trends", "leaderboard", "quality", "late"]
-    streams += [name for name in ("funnel", "sessions", "recommendations", "triggers") if settings.runs(name)]
+    streams += [name for name in ("funnel", "sessions", "recommendations", "triggers", "timeseries", "anomalies")
+                if settings.runs(name)]
     return streams
 
 
 def reco_settings(settings: Settings) -> RecoSettings:
     return RecoSettings(settings.reco_interval_ms, settings.reco_half_life_ms, settings.reco_top_k,
                         settings.reco_neighbours)
+
+
+def series_config(settings: Settings) -> SeriesConfig:
+    return SeriesConfig(settings.ts_ma, settings.ts_period, settings.ts_seasons, settings.ts_acf_window,
+                        settings.anomaly_window, settings.anomaly_z)
 
 
 def only_purchases(batch: StampedBatch) -> StampedBatch:

@@ -48,6 +48,8 @@ ROW_KEYS: dict[str, Callable[[pl.DataFrame], pl.Expr]] = {
     "funnel": lambda _: pl.format("{}#{}", pl.col("window_start"), pl.col("category")),
     "recommendations": lambda _: pl.col("product_id"),  # the latest list per product: compactable
     "triggers": lambda _: pl.col("trigger_id"),
+    "timeseries": lambda _: pl.format("{}#{}", pl.col("metric"), pl.col("category")),  # a series in order
+    "anomalies": lambda _: pl.format("{}#{}", pl.col("metric"), pl.col("category")),
 }
 
 

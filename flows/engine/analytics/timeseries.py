@@ -1,0 +1,229 @@
+"""Time series of business metrics, decomposed as each bucket closes, and anomaly alerts.
+
+In: events, counted per category in tumbling buckets (``DMP_TS_BUCKET``) by
+the window engine. The series: ``revenue`` and ``orders`` overall
+(``category = "*"``) and per category (events without a category count only
+overall), and ``views`` overall. A series begins at the first bucket with an
+event of its scope; from then on a bucket without events is a zero, never a
+gap. Out, as each bucket closes (in bucket order, once all shards closed it):
+
+- ``timeseries``: one row per series and bucket with the value, its moving
+  average, first and seasonal differences, autocorrelations and a
+  trailing decomposition into trend, seasonal and residual
+  (:mod:`flows.engine.analytics.seasonal` defines each);
+- ``anomalies``: a row when a residual's robust score reaches
+  ``DMP_ANOMALY_Z``: the actual and expected value, the score and its
+  direction.
+
+Revenue is in currency units, counts are counts. A series' state is bounded
+by its longest trailing window (``SeriesConfig.history`` buckets).
+
+>>> from flows.engine.windows import TumblingWindow
+>>> spec = timeseries_aggregate(TumblingWindow(60_000))
+>>> rows = pl.DataFrame({"window_start": [0, 0], "category": ["shoes", None],
+...     "revenue_micros": [5_000_000, 0], "orders": [1, 0], "views": [3, 2], "events": [4, 2]})
+>>> series_values(rows, 60_000).rows()
+[(0, 'orders', '*', 1, 1), (0, 'orders', 'shoes', 1, 1), (0, 'revenue', '*', 5000000, 1), (0, 'revenue', 'shoes', 5000000, 1), (0, 'views', '*', 5, 5)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from bytewax.operators import StatefulBatchLogic
+
+from flows.engine.aggregate import Sum, WindowedAggregate
+from flows.engine.analytics.seasonal import SeriesConfig, SeriesState
+from flows.engine.errors import DmpError
+from flows.engine.present import MICROS, iso, line_micros
+from flows.engine.shards import ClosedWindows
+from flows.engine.windows import WINDOW_START, TumblingWindow
+
+OVERALL = "*"
+MONEY_METRICS = ("revenue",)
+SERIES = "timeseries"
+ALERTS = "anomalies"
+
+# Statistics in the series' own unit (currency for revenue), in output order.
+_IN_UNITS = ("value", "moving_avg", "diff", "seasonal_diff", "trend", "seasonal", "residual", "expected")
+_STATISTICS = ("value", "moving_avg", "diff", "seasonal_diff", "acf_1", "acf_period", "trend", "seasonal",
+               "residual")
+
+OUTPUT_SCHEMA = pl.Schema(
+    {
+        "bucket_start": pl.String,
+        "bucket_end": pl.String,
+        "metric": pl.String,
+        "category": pl.String,
+        **{name: pl.Float64 for name in _STATISTICS},
+    }
+)
+ALERT_SCHEMA = pl.Schema(
+    {
+        "bucket_start": pl.String,
+        "bucket_end": pl.String,
+        "metric": pl.String,
+        "category": pl.String,
+        "actual": pl.Float64,
+        "expected": pl.Float64,
+        "residual": pl.Float64,
+        "score": pl.Float64,
+        "direction": pl.String,
+        "threshold": pl.Float64,
+    }
+)
+
+
+def timeseries_aggregate(bucket: TumblingWindow) -> WindowedAggregate:
+    """Revenue, orders and views per category and bucket, declared for the engine."""
+    event_type = pl.col("event_type")
+    purchase = event_type == "purchase"
+    return WindowedAggregate(
+        name=SERIES,
+        keys=("category",),
+        window=bucket,
+        measures={
+            "revenue_micros": Sum(pl.when(purchase).then(line_micros()).otherwise(0)),
+            "orders": Sum(purchase),
+            "views": Sum(event_type == "view"),
+        },
+    )
+
+
+def series_values(rows: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
+    """Aggregate rows -> one row per (bucket number, metric, category): ``value`` and ``units``.
+
+    ``units`` counts the events a value adds up (orders for revenue), which
+    sets the size of one event when anomalies are scored.
+    """
+    counted = rows.with_columns((pl.col(WINDOW_START) // bucket_ms).alias("bucket"))
+    overall = counted.group_by("bucket").agg(pl.col("revenue_micros", "orders", "views").sum()).with_columns(
+        pl.lit(OVERALL).alias("category")
+    )
+    scoped = pl.concat([counted.filter(pl.col("category").is_not_null()).select(overall.columns), overall])
+
+    def metric(name: str, value: str, units: str, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select("bucket", pl.lit(name).alias("metric"), "category",
+                            pl.col(value).cast(pl.Int64).alias("value"), pl.col(units).cast(pl.Int64).alias("units"))
+
+    return pl.concat([
+        metric("revenue", "revenue_micros", "orders", scoped),
+        metric("orders", "orders", "orders", scoped),
+        metric("views", "views", "views", overall),
+    ]).sort("bucket", "metric", "category")
+
+
+@dataclass
+class TimeSeriesState:
+    """Snapshot: the series' keys (in state order), their recent past, the last bucket taken."""
+
+    keys: list[tuple[str, str]]
+    series: SeriesState
+    last: int | None
+
+
+class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame], TimeSeriesState]):
+    """Complete buckets (in order) -> ``(SERIES, rows)`` and ``(ALERTS, rows)`` values.
+
+    Runs under one key: the series are few (metrics x categories) and each
+    bucket is one vectorised step over all of them.
+    """
+
+    def __init__(self, config: SeriesConfig, bucket_ms: int, resume: TimeSeriesState | None) -> None:
+        self.config = config
+        self.bucket_ms = bucket_ms
+        self.keys = list(resume.keys) if resume is not None else []
+        self.index = {key: i for i, key in enumerate(self.keys)}
+        self.series = resume.series if resume is not None else SeriesState.empty(config)
+        self.last = resume.last if resume is not None else None
+
+    def on_batch(self, values: list[ClosedWindows]) -> tuple[list[tuple[str, pl.DataFrame]], bool]:
+        frames = [closed.rows for closed in values if closed.rows.height]
+        if not frames:
+            return [], StatefulBatchLogic.RETAIN
+        long = series_values(pl.concat(frames, how="vertical_relaxed"), self.bucket_ms)
+        buckets = long["bucket"].to_numpy()
+        if self.last is not None and buckets[0] <= self.last:
+            msg = f"time series got bucket {buckets[0]} after bucket {self.last}; buckets must come once, in order"
+            raise DmpError(msg)
+        keys = list(zip(long["metric"].to_list(), long["category"].to_list()))
+        value, units = long["value"].to_numpy(), long["units"].to_numpy()
+        first = int(buckets[0]) if self.last is None else self.last + 1
+        steps = []
+        for t in range(first, int(buckets[-1]) + 1):  # quiet buckets too: they are zeros
+            lo, hi = np.searchsorted(buckets, [t, t + 1])
+            self._add_new(keys[lo:hi], t)
+            x = np.zeros(len(self.keys), dtype=np.int64)
+            u = np.zeros(len(self.keys), dtype=np.int64)
+            where = [self.index[key] for key in keys[lo:hi]]
+            x[where], u[where] = value[lo:hi], units[lo:hi]
+            steps.append((t, len(self.keys), self.series.step(t, x, u)))
+        self.last = int(buckets[-1])
+        rows = self._rows(steps)
+        alerts = rows.filter(pl.col("score").abs() >= self.config.z)
+        out = [(SERIES, present_series(rows, self.bucket_ms))]
+        if alerts.height:
+            out.append((ALERTS, present_alerts(alerts, self.bucket_ms, self.config.z)))
+        return out, StatefulBatchLogic.RETAIN
+
+    def _add_new(self, keys: list[tuple[str, str]], t: int) -> None:
+        fresh = [key for key in keys if key not in self.index]
+        for key in fresh:
+            self.index[key] = len(self.keys)
+            self.keys.append(key)
+        if fresh:
+            self.series.add_series(len(fresh), t)
+
+    def _rows(self, steps: list[tuple[int, int, dict[str, np.ndarray]]]) -> pl.DataFrame:
+        """Every step's statistics as one frame, revenue in currency units, sorted by bucket and series."""
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in (*_STATISTICS, "expected", "score")}
+        bucket, metric, category = [], [], []
+        for t, count, out in steps:
+            bucket.append(np.full(count, t, dtype=np.int64))
+            metric.extend(key[0] for key in self.keys[:count])
+            category.extend(key[1] for key in self.keys[:count])
+            for name in columns:
+                columns[name].append(_as_floats(out[name]))
+        money = np.isin(np.array(metric, dtype=object), MONEY_METRICS)
+        data = {name: np.concatenate(parts) for name, parts in columns.items()}
+        for name in _IN_UNITS:
+            data[name] = np.where(money, data[name] / MICROS, data[name])  # numpy division is correctly rounded
+        frame = pl.DataFrame({"bucket": np.concatenate(bucket), "metric": metric, "category": category, **data})
+        return frame.fill_nan(None).sort("bucket", "metric", "category")
+
+    def snapshot(self) -> TimeSeriesState:
+        s = self.series
+        copy = SeriesState(s.config, s.start.copy(), s.x.copy(), s.units.copy(), s.sum_p_ring.copy(),
+                           s.detrended.copy(), s.residual.copy(), {k: v.copy() for k, v in s.sums.items()})
+        return TimeSeriesState(list(self.keys), copy, self.last)
+
+
+def _as_floats(values: np.ndarray) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _bucket_times(bucket_ms: int) -> list[pl.Expr]:
+    start = pl.col("bucket") * bucket_ms
+    return [iso(start).alias("bucket_start"), iso(start + bucket_ms).alias("bucket_end")]
+
+
+def present_series(rows: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
+    """Engine rows -> :data:`OUTPUT_SCHEMA` rows."""
+    return rows.select(*_bucket_times(bucket_ms), "metric", "category", *_STATISTICS)
+
+
+def present_alerts(rows: pl.DataFrame, bucket_ms: int, z: float) -> pl.DataFrame:
+    """Engine rows whose score reached ``z`` -> :data:`ALERT_SCHEMA` rows."""
+    return rows.select(
+        *_bucket_times(bucket_ms),
+        "metric",
+        "category",
+        pl.col("value").alias("actual"),
+        "expected",
+        "residual",
+        "score",
+        pl.when(pl.col("score") > 0).then(pl.lit("up")).otherwise(pl.lit("down")).alias("direction"),
+        pl.lit(z, pl.Float64).alias("threshold"),
+    )

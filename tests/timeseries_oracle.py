@@ -1,0 +1,129 @@
+"""The time series and anomaly scores, recomputed from whole series in plain Python.
+
+Written from the definitions in :mod:`flows.engine.analytics.seasonal` and
+:mod:`flows.engine.analytics.timeseries`, bucket by bucket, with exact
+fractions where the definitions are exact; no code shared with the engine:
+
+- series: revenue (micro-units) and orders per category with a category
+  and overall (``*``), views overall; a category's series begin at its
+  first on-time event's bucket, the overall ones at the first bucket with an
+  event; all end at the last bucket with an on-time event; quiet buckets are 0.
+- statistics per bucket: moving average, first and seasonal differences,
+  sample autocorrelations at lag 1 and the period, trailing trend (mean of
+  the last period), seasonal (median of the previous seasons' detrended
+  values), residual, expected, and the robust score.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from fractions import Fraction
+
+from tests.window_oracle import Stamped
+
+MICROS = 1_000_000
+MAD_SCALE = 1.4826
+
+
+def series(stamped: list[Stamped], bucket_ms: int) -> dict[tuple[str, str], list[tuple[int, int, int]]]:
+    """(metric, category) -> [(bucket, value, units)] over each series' whole life."""
+    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # revenue, orders, views
+    first_of: dict[str, int] = {}
+    buckets = []
+    for item in stamped:
+        event = item.event
+        bucket = event["ts"] // bucket_ms
+        if item.duplicate or (item.watermark is not None and (bucket + 1) * bucket_ms <= item.watermark):
+            continue  # a duplicate, or late for its bucket
+        buckets.append(bucket)
+        scopes = ["*"] + ([event["category"]] if event.get("category") is not None else [])
+        for scope in scopes:
+            first_of[scope] = min(first_of.get(scope, bucket), bucket)
+            total = sums[(bucket, scope)]
+            if event["event_type"] == "purchase":
+                total[0] += round(event["price"] * MICROS) * event["quantity"]
+                total[1] += 1
+            elif event["event_type"] == "view":
+                total[2] += 1
+    if not buckets:
+        return {}
+    end = max(buckets)
+    out = {}
+    for scope, first in first_of.items():
+        metrics = [("revenue", 0, 1), ("orders", 1, 1)] + ([("views", 2, 2)] if scope == "*" else [])
+        for metric, value_at, units_at in metrics:
+            out[(metric, scope)] = [
+                (b, sums[(b, scope)][value_at] if (b, scope) in sums else 0,
+                 sums[(b, scope)][units_at] if (b, scope) in sums else 0)
+                for b in range(first, end + 1)
+            ]
+    return out
+
+
+def autocorrelation(window: list[int], lag: int) -> float | None:
+    n = len(window)
+    mean = Fraction(sum(window), n)
+    denominator = sum((v - mean) ** 2 for v in window)
+    if denominator == 0:
+        return None
+    numerator = sum((window[j] - mean) * (window[j - lag] - mean) for j in range(lag, n))
+    return float(numerator / denominator)
+
+
+def statistics_of(values: list[tuple[int, int, int]], ma: int, period: int, seasons: int, acf_window: int,
+                  anomaly_window: int) -> list[dict]:
+    """One series' statistics per bucket, in its own unit (micro-units for revenue)."""
+    x = [v for _, v, _ in values]
+    units = [u for _, _, u in values]
+    detrended: list[float | None] = []
+    residuals: list[float | None] = []
+    rows = []
+    for i, value in enumerate(x):
+        n = i + 1
+        row: dict = {"value": value}
+        row["moving_avg"] = sum(x[i - ma + 1 : i + 1]) / ma if n >= ma else None
+        row["diff"] = value - x[i - 1] if n >= 2 else None
+        row["seasonal_diff"] = value - x[i - period] if n > period else None
+        window = x[i - acf_window + 1 : i + 1] if n >= acf_window else None
+        row["acf_1"] = autocorrelation(window, 1) if window else None
+        row["acf_period"] = autocorrelation(window, period) if window else None
+        last_period = sum(x[i - period + 1 : i + 1])
+        row["trend"] = last_period / period if n >= period else None
+        detrended.append(float(value - Fraction(last_period, period)) if n >= period else None)
+        seasonal = residual = expected = score = None
+        if n >= (seasons + 1) * period:
+            seasonal = statistics.median([detrended[i - k * period] for k in range(1, seasons + 1)])
+            residual = detrended[i] - seasonal
+            expected = row["trend"] + seasonal
+        residuals.append(residual)
+        if n >= (seasons + 1) * period + anomaly_window:
+            recent = residuals[i - anomaly_window : i]
+            median = statistics.median(recent)
+            mad = statistics.median([abs(r - median) for r in recent])
+            unit_total = sum(units[i - period + 1 : i + 1])
+            size = last_period / unit_total if unit_total > 0 and last_period > 0 else 1.0
+            scale = max(MAD_SCALE * mad, math.sqrt(max(abs(expected), size) * size))
+            score = (residual - median) / scale
+        row.update(seasonal=seasonal, residual=residual, expected=expected, score=score)
+        rows.append(row)
+    return rows
+
+
+def output(stamped: list[Stamped], bucket_ms: int, ma: int, period: int, seasons: int, acf_window: int,
+           anomaly_window: int) -> list[dict]:
+    """Every series' rows, sorted by (bucket, metric, category), revenue in currency units.
+
+    Keys: ``bucket`` (number), ``metric``, ``category``, the statistics, ``expected`` and ``score``.
+    """
+    rows = []
+    for (metric, category), values in series(stamped, bucket_ms).items():
+        stats = statistics_of(values, ma, period, seasons, acf_window, anomaly_window)
+        for (bucket, _, _), row in zip(values, stats):
+            if metric == "revenue":
+                for name in ("value", "moving_avg", "diff", "seasonal_diff", "trend", "seasonal", "residual",
+                             "expected"):
+                    row[name] = None if row[name] is None else row[name] / MICROS
+            rows.append({"bucket": bucket, "metric": metric, "category": category, **row})
+    return sorted(rows, key=lambda r: (r["bucket"], r["metric"], r["category"]))
