@@ -45,6 +45,14 @@ from flows.engine.analytics.triggers import (
 from flows.engine.analytics.user_sessions import session_rows, sessions_aggregate
 from flows.engine.config import Settings
 from flows.engine.errors import DmpError
+from flows.engine.monitor import (
+    WorkerIdentity,
+    batch_report,
+    late_report,
+    latency_report,
+    monitor,
+    watermark_report,
+)
 from flows.engine.operators import decode, decoder, stamp_event_time, summarize, write
 from flows.engine.operators import window as window_op
 from flows.engine.present import late_rows, quality_rows
@@ -90,12 +98,21 @@ def build(
     )
     write("write_dead_letters", decoded.dead_letters, outputs.sinks("dead_letters"))  # raw bytes; sinks render
     tallies = [decoded.tallies]
+    reports = [  # what each worker measured, for monitoring
+        op.map("report_batches", decoded.tallies, batch_report),
+        op.filter_map("report_watermarks", stamped, watermark_report),
+    ]
+
+    def released(name: str, windows: Any) -> None:  # latency of each emission of window results
+        reports.append(op.filter_map(f"report_{name}_latency", windows.results, lambda kv: latency_report(kv[1].read_at)))
 
     if settings.runs("trends"):
         window, top_n = settings.window, settings.top_n
         windows = window_op(  # Windowed(results, late, quality)
             "trends_windows", stamped, trends_aggregate(window), partitions, shards, clock
         )
+        released("trends", windows)
+        reports.append(op.map("report_late", windows.late, lambda kv: late_report(kv[1])))
         trends = op.stateful_batch("compare_with_previous_window", windows.results, lambda s: TrendChange(window, s))
         board = op.map("rank_top_n", windows.results, lambda kv: (kv[0], leaderboard(kv[1].rows, top_n, window.size_ms)))
         quality = op.map("present_quality", windows.quality, lambda kv: (kv[0], quality_rows(kv[1])))
@@ -110,12 +127,14 @@ def build(
     if settings.runs("funnel"):
         funnel_window = TumblingWindow(settings.funnel_window_ms)
         steps = window_op("funnel_windows", stamped, funnel_function(funnel_window), partitions, shards, clock)
+        released("funnel", steps)
         funnel = op.map("funnel_rates", steps.results, lambda kv: (kv[0], funnel_rows(kv[1].rows, funnel_window.size_ms)))
         write("write_funnel", funnel, outputs.sinks("funnel"))
 
     if settings.runs("timeseries") or settings.runs("anomalies"):
         bucket = TumblingWindow(settings.ts_bucket_ms)
         buckets = window_op("timeseries_buckets", stamped, timeseries_aggregate(bucket), partitions, shards, clock)
+        released("timeseries", buckets)
         analysed = op.stateful_batch(  # (SERIES | ALERTS, rows) as each bucket closes
             "decompose", buckets.results, lambda resume: TimeSeriesLogic(series_config(settings), bucket.size_ms, resume)
         )
@@ -130,6 +149,7 @@ def build(
         sessions = window_op(  # closed sessions, released in one order (keyed "sessions")
             "session_windows", stamped, sessions_aggregate(gap, settings.reco_basket_limit), partitions, shards
         )
+        released("sessions", sessions)
         if settings.runs("sessions"):
             rows = op.map("present_sessions", sessions.results, lambda kv: (kv[0], session_rows(kv[1].rows)))
             write("write_sessions", rows, outputs.sinks("sessions"))
@@ -143,6 +163,7 @@ def build(
             spend_window = SlidingWindow(settings.high_value_window_ms, settings.high_value_slide_ms)
             purchases = op.map("purchases_only", stamped, only_purchases)
             spend = window_op("spend_windows", purchases, spend_aggregate(spend_window), partitions, shards, clock)
+            released("spend", spend)
             threshold = round(settings.high_value_threshold * 1_000_000)
             spenders = op.map("spend_candidates", spend.results, lambda kv: (HIGH_VALUE, Candidates(
                 big_spenders(kv[1].rows, spend_window, threshold), kv[1].closed_until)))
@@ -150,6 +171,11 @@ def build(
             cooldown = settings.trigger_cooldown_ms
             fired = op.stateful_batch("cooldown", candidates, lambda resume: CooldownLogic(cooldown, resume))
             write("write_triggers", fired, outputs.sinks("triggers"))
+
+    if settings.monitor_interval_ms:
+        rows = monitor("monitor", op.merge("reports", *reports), settings.monitor_interval_ms / 1000)  # per worker
+        write("write_monitoring", rows, outputs.sinks("monitoring"))
+        op.output("identify_workers", rows, WorkerIdentity())  # tells each worker thread its index
 
     if outputs.summary is not None:
         tallies.append(op.filter_map("tally_duplicates", stamped, duplicates_tally))
@@ -165,7 +191,7 @@ def streams_of(settings: Settings) -> list[str]:
         streams += ["trends", "leaderboard", "quality", "late"]
     streams += [name for name in ("funnel", "sessions", "recommendations", "triggers", "timeseries", "anomalies")
                 if settings.runs(name)]
-    return streams
+    return streams + (["monitoring"] if settings.monitor_interval_ms else [])
 
 
 def reco_settings(settings: Settings) -> RecoSettings:
@@ -175,7 +201,7 @@ def reco_settings(settings: Settings) -> RecoSettings:
 
 def series_config(settings: Settings) -> SeriesConfig:
     return SeriesConfig(settings.ts_ma, settings.ts_period, settings.ts_seasons, settings.ts_acf_window,
-                        settings.anomaly_window, settings.anomaly_z)
+                        settings.anomaly_window, settings.anomaly_z, settings.anomaly_min_events)
 
 
 def only_purchases(batch: StampedBatch) -> StampedBatch:

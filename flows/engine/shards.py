@@ -75,6 +75,9 @@ class ClosedWindows:
     before ``closed_until`` is final at this shard; ``watermark`` is the
     minimum watermark that closed them. ``dropped``: events that reached a
     window after it closed, per window (only possible after idleness).
+    ``read_at``: when the source batch whose progress released them was read
+    (wall-clock seconds; the earliest, if several; ``None`` at the end of
+    input), for latency figures.
     """
 
     rows: pl.DataFrame
@@ -82,6 +85,7 @@ class ClosedWindows:
     watermark: int = BEGINNING_OF_TIME
     counts: pl.DataFrame | None = None
     dropped: pl.DataFrame | None = None
+    read_at: float | None = None
 
 
 def shard_of(frame: pl.DataFrame, keys: Sequence[str], shards: int) -> pl.Series:
@@ -183,6 +187,7 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
 
     # -- input ----------------------------------------------------------------------
     def on_batch(self, values: list[ShardUpdate]) -> tuple[list[ClosedWindows], bool]:
+        progressed: list[float] = []  # read times of the batches that moved a watermark
         for update in values:
             if update.partition not in self.watermarks:
                 msg = (
@@ -199,7 +204,8 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
                 self._take(update.rows)
             if update.watermark > self.watermarks[update.partition]:
                 self.watermarks[update.partition] = update.watermark
-        return self._close(self._progress()), StatefulBatchLogic.RETAIN
+                progressed.append(update.read_at)
+        return self._close(self._progress(), min(progressed, default=None)), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[ClosedWindows], bool]:
         # End of input: every partition has ended, so every window closes.
@@ -222,7 +228,7 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
             self.state.add(rows)
 
     # -- closing ----------------------------------------------------------------------
-    def _close(self, watermark: int) -> list[ClosedWindows]:
+    def _close(self, watermark: int, read_at: float | None = None) -> list[ClosedWindows]:
         if watermark >= END_OF_TIME:
             until = END_OF_TIME
         elif isinstance(self.window, SessionWindow):
@@ -240,7 +246,7 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
         dropped = pl.concat(self.dropped, how="vertical") if self.dropped else None
         self.dropped = []
         # Fixed windows: emitted even when empty, the gather step needs every shard's progress.
-        return [ClosedWindows(rows, self.closed_until, watermark, counts, dropped)]
+        return [ClosedWindows(rows, self.closed_until, watermark, counts, dropped, read_at)]
 
     def _results(self, done: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
         if isinstance(self.spec, WindowedAggregate):
@@ -308,6 +314,7 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
         self.closed_until = resume.closed_until if resume is not None else BEGINNING_OF_TIME
 
     def on_batch(self, values: list[GatherItem]) -> tuple[list[object], bool]:
+        read_at = []
         for item in values:
             if item[0] == "tally":
                 self.counts.append(_as_counts(item[1]))
@@ -316,6 +323,8 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
             if shard not in self.progress:
                 msg = f"gather of {self.spec.name!r} got shard {shard!r}, not one of {sorted(self.progress)}"
                 raise DmpError(msg)
+            if closed.read_at is not None:
+                read_at.append(closed.read_at)
             self.progress[shard] = max(self.progress[shard], closed.closed_until)
             self.watermarks[shard] = max(self.watermarks[shard], closed.watermark)
             if closed.rows.height:
@@ -324,12 +333,12 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
                 self.counts.append(_as_counts(closed.counts, EVENTS))
             if closed.dropped is not None and closed.dropped.height:
                 self.counts.append(_as_counts(closed.dropped, DROPPED))
-        return self._emit(min(self.progress.values())), StatefulBatchLogic.RETAIN
+        return self._emit(min(self.progress.values()), min(read_at, default=None)), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[object], bool]:
         return self._emit(END_OF_TIME), StatefulBatchLogic.RETAIN
 
-    def _emit(self, until: int) -> list[object]:
+    def _emit(self, until: int, read_at: float | None = None) -> list[object]:
         out: list[object] = []
         before, size = self.closed_until, self.window.size_ms
         if until > before and self.pending:
@@ -337,7 +346,7 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
             done, rest = split_closed(rows, rows[WINDOW_START] + size, until)
             self.pending = [rest] if rest.height else []
             if done.height:
-                out.append(ClosedWindows(done.sort(self.spec.group), until, self._watermark()))
+                out.append(ClosedWindows(done.sort(self.spec.group), until, self._watermark(), read_at=read_at))
                 if isinstance(self.spec, WindowedAggregate):
                     counts = done.group_by(WINDOW_START).agg(pl.col(EVENTS).sum())
                     self.counts.append(_as_counts(counts, EVENTS))
@@ -418,12 +427,13 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
             self.progress[shard] = max(self.progress[shard], closed.closed_until)
             if closed.rows.height:
                 self.pending.append(closed.rows)
-        return self._release(min(self.progress.values())), StatefulBatchLogic.RETAIN
+        read_at = min((closed.read_at for _, _, closed in values if closed.read_at is not None), default=None)
+        return self._release(min(self.progress.values()), read_at), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[ClosedWindows], bool]:
         return self._release(END_OF_TIME), StatefulBatchLogic.RETAIN
 
-    def _release(self, until: int) -> list[ClosedWindows]:
+    def _release(self, until: int, read_at: float | None = None) -> list[ClosedWindows]:
         if until <= self.closed_until:
             return []
         self.closed_until = until
@@ -432,7 +442,7 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
         done, rest = split_closed(rows, rows[LAST_TS] + 2 * self.gap, until)
         self.pending = [rest] if rest.height else []
         # Closing points are last_ts + 2 * gap: ordering by last_ts orders by close.
-        return [ClosedWindows(done.sort([LAST_TS, *self.spec.keys, WINDOW_START]), until, until)]
+        return [ClosedWindows(done.sort([LAST_TS, *self.spec.keys, WINDOW_START]), until, until, read_at=read_at)]
 
     def snapshot(self) -> SessionGatherState:
         pending = pl.concat(self.pending, how="vertical") if self.pending else None

@@ -23,7 +23,7 @@ from flows.engine.sinks.summary import SummarySink
 __all__ = ["STREAMS", "FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
 
 STREAMS = ("trends", "leaderboard", "quality", "late", "dead_letters", "sessions", "funnel", "recommendations",
-           "triggers", "timeseries", "anomalies")
+           "triggers", "timeseries", "anomalies", "monitoring")
 
 Sinks = Union[Sink, Sequence[Sink]]
 

@@ -50,6 +50,7 @@ ROW_KEYS: dict[str, Callable[[pl.DataFrame], pl.Expr]] = {
     "triggers": lambda _: pl.col("trigger_id"),
     "timeseries": lambda _: pl.format("{}#{}", pl.col("metric"), pl.col("category")),  # a series in order
     "anomalies": lambda _: pl.format("{}#{}", pl.col("metric"), pl.col("category")),
+    "monitoring": lambda _: pl.col("worker"),
 }
 
 

@@ -1,0 +1,321 @@
+"""Live monitoring of the pipeline itself: per worker and in total, every interval of wall clock.
+
+Measured where the work happens, on the worker doing it (Bytewax runs each
+worker on its own thread; :class:`WorkerIdentity` tells a thread its worker
+index):
+
+- records, events and dead letters of each source batch, on the worker that read it;
+- late events, on the worker that routed them;
+- end-to-end latency of window results: wall time from reading the source
+  batch that released them (the one whose watermark closed them) to their
+  emission by the windowing engine, on the worker that emitted them;
+- each partition's watermark, on the worker that stamps it.
+
+Each measurement is a small :class:`Report` (one per batch or emission,
+never per event) and also updates the Prometheus metrics of
+:mod:`flows.engine.metrics`. :func:`monitor` adds the reports up per worker
+and, every ``interval`` (timers, so a quiet worker still reports zeros),
+emits one row per worker and a ``total`` row: records, events, events/s
+(throughput) per worker and in total, dead letters, late events, latency
+p50/p95/p99 (ms), and the watermark lag (wall clock minus the oldest
+watermark, in seconds; large when replaying old events).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import bytewax.operators as op
+import numpy as np
+import polars as pl
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import StatefulBatchLogic
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from flows.engine import metrics
+from flows.engine.schema import END_OF_TIME, StampedBatch
+from flows.engine.summary import Tally
+
+TOTAL = "total"
+# Worker index by OS thread. Not a threading.local: Bytewax's worker threads are Rust threads, whose
+# Python thread state (and so any threading.local) may not outlive one call into Python.
+_workers: dict[int, str] = {}
+
+
+class WorkerIdentity(DynamicSink[Any]):
+    """Writes nothing; being built on every worker's thread, it tells that thread its worker index."""
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> StatelessSinkPartition[Any]:
+        _workers[threading.get_ident()] = str(worker_index)
+        return _Nowhere()
+
+
+class _Nowhere(StatelessSinkPartition[Any]):
+    def write_batch(self, items: list[Any]) -> None:
+        pass
+
+
+def current_worker() -> str:
+    """This thread's worker index (``"0"`` outside a flow that has a :class:`WorkerIdentity`)."""
+    return _workers.get(threading.get_ident(), "0")
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one worker measured at one moment (wall-clock seconds ``at``)."""
+
+    worker: str
+    at: float
+    records: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    late: int = 0
+    latencies: tuple[float, ...] = ()  # seconds
+    watermarks: tuple[tuple[str, int], ...] = ()  # (partition, epoch ms)
+
+
+def batch_report(tally: Tally, clock: Callable[[], float] = time.time) -> Report:
+    """A decoded source batch's counts (from its tally)."""
+    worker = current_worker()
+    metrics.RECORDS.labels(worker).inc(tally.records)
+    metrics.EVENTS.labels(worker).inc(tally.events)
+    metrics.DEAD_LETTERS.labels(worker).inc(tally.dead_letters)
+    return Report(worker, clock(), records=tally.records, events=tally.events, dead_letters=tally.dead_letters)
+
+
+def late_report(late: pl.DataFrame, clock: Callable[[], float] = time.time) -> Report:
+    worker = current_worker()
+    metrics.LATE_EVENTS.labels(worker).inc(late.height)
+    return Report(worker, clock(), late=late.height)
+
+
+def latency_report(read_at: float | None, clock: Callable[[], float] = time.time) -> Report | None:
+    """Latency of an emission of window results released by a batch read at ``read_at``."""
+    if read_at is None:
+        return None  # released by the end of input, not by a batch
+    now, worker = clock(), current_worker()
+    latency = max(0.0, now - read_at)
+    metrics.LATENCY.labels(worker).observe(latency)
+    return Report(worker, now, latencies=(latency,))
+
+
+def watermark_report(batch: StampedBatch, clock: Callable[[], float] = time.time) -> Report | None:
+    if batch.watermark >= END_OF_TIME:
+        return None
+    now, worker = clock(), current_worker()
+    metrics.WATERMARK_LAG.labels(worker).set(max(0.0, now - batch.watermark / 1000))
+    return Report(worker, now, watermarks=((batch.partition, batch.watermark),))
+
+
+@dataclass
+class Figures:
+    """One worker's (or the total's) figures over one interval of wall clock ``[start, end)``."""
+
+    worker: str
+    start: float
+    end: float
+    records: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    late: int = 0
+    latencies: list[float] = field(default_factory=list)
+    watermark: int | None = None  # the oldest watermark held, epoch ms
+    workers: int = 1
+
+    def add(self, report: Report) -> None:
+        self.records += report.records
+        self.events += report.events
+        self.dead_letters += report.dead_letters
+        self.late += report.late
+        self.latencies.extend(report.latencies)
+
+
+@dataclass
+class MonitorState:
+    figures: Figures | None
+    watermarks: dict[str, int]
+
+
+class WorkerMonitor(StatefulBatchLogic[Report, Figures, MonitorState]):
+    """One worker's reports -> its :class:`Figures` every ``interval`` seconds (aligned to the clock)."""
+
+    def __init__(self, interval: float, resume: MonitorState | None, clock: Callable[[], float] = time.time) -> None:
+        self.interval, self.clock = interval, clock
+        self.watermarks = dict(resume.watermarks) if resume is not None else {}
+        self.figures: Figures | None = resume.figures if resume is not None else None
+
+    def on_batch(self, values: list[Report]) -> tuple[list[Figures], bool]:
+        if self.figures is None:  # the first report names the worker
+            start = (self.clock() // self.interval) * self.interval
+            self.figures = Figures(values[0].worker, start, start + self.interval)
+        out = self._due()
+        for report in values:
+            self.figures.add(report)  # a report from just before the interval began counts in it
+            self.watermarks.update(report.watermarks)
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[Figures], bool]:
+        return self._due(), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Figures], bool]:
+        if self.figures is None:
+            return [], StatefulBatchLogic.DISCARD
+        now = self.clock()
+        out = self._due()
+        self.figures.end = max(min(self.figures.end, now), self.figures.start + 1e-3)  # a partial interval
+        return [*out, self._close(self.figures)], StatefulBatchLogic.DISCARD
+
+    def notify_at(self) -> datetime | None:
+        return None if self.figures is None else datetime.fromtimestamp(self.figures.end, tz=timezone.utc)
+
+    def _due(self) -> list[Figures]:
+        now = self.clock()
+        out = []
+        while now >= self.figures.end:
+            out.append(self._close(self.figures))
+            self.figures = Figures(self.figures.worker, self.figures.end, self.figures.end + self.interval)
+        return out
+
+    def _close(self, figures: Figures) -> Figures:
+        live = [wm for wm in self.watermarks.values() if wm < END_OF_TIME]
+        figures.watermark = min(live) if live else None
+        seconds = figures.end - figures.start
+        metrics.EVENTS_PER_SECOND.labels(figures.worker).set(figures.events / seconds)
+        return figures
+
+    def snapshot(self) -> MonitorState:
+        figures = None if self.figures is None else replace(self.figures, latencies=list(self.figures.latencies))
+        return MonitorState(figures, dict(self.watermarks))
+
+
+class TotalMonitor(StatefulBatchLogic[Figures, Figures, dict]):
+    """Every worker's :class:`Figures` -> the total of each interval.
+
+    An interval's total goes out once every worker heard from so far has
+    reported it, or one interval after it ended (a stalled worker does not
+    hold the total back). Figures that arrive after their interval's total
+    went out count in the next total, so totals over a run add up exactly.
+    """
+
+    def __init__(self, interval: float, resume: dict | None, clock: Callable[[], float] = time.time) -> None:
+        self.interval, self.clock = interval, clock
+        self.workers: set[str] = set(resume["workers"]) if resume else set()
+        self.pending: dict[float, list[Figures]] = dict(resume["pending"]) if resume else {}
+        self.done_until = resume["done_until"] if resume else float("-inf")
+
+    def on_batch(self, values: list[Figures]) -> tuple[list[Figures], bool]:
+        for figures in values:
+            self.workers.add(figures.worker)
+            if figures.start < self.done_until:  # late: into the next total
+                figures = replace(figures, start=self.done_until, end=self.done_until + self.interval)
+            self.pending.setdefault(figures.start, []).append(figures)
+        return self._due(self.clock()), StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[Figures], bool]:
+        return self._due(self.clock()), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[Figures], bool]:
+        return self._due(float("inf")), StatefulBatchLogic.DISCARD
+
+    def notify_at(self) -> datetime | None:
+        if not self.pending:
+            return None
+        return datetime.fromtimestamp(min(self.pending) + 2 * self.interval, tz=timezone.utc)
+
+    def _due(self, now: float) -> list[Figures]:
+        out = []
+        for start in sorted(self.pending):
+            parts = self.pending[start]
+            if {f.worker for f in parts} < self.workers and now < start + 2 * self.interval:
+                break
+            out.append(total(self.pending.pop(start)))
+            self.done_until = start + self.interval
+        return out
+
+    def snapshot(self) -> dict:
+        return {"workers": set(self.workers), "pending": dict(self.pending), "done_until": self.done_until}
+
+
+def total(parts: list[Figures]) -> Figures:
+    """The workers' figures of one interval, added up (latencies pooled, the oldest watermark)."""
+    marks = [f.watermark for f in parts if f.watermark is not None]
+    return Figures(
+        TOTAL,
+        min(f.start for f in parts),
+        max(f.end for f in parts),
+        records=sum(f.records for f in parts),
+        events=sum(f.events for f in parts),
+        dead_letters=sum(f.dead_letters for f in parts),
+        late=sum(f.late for f in parts),
+        latencies=[x for f in parts for x in f.latencies],
+        watermark=min(marks) if marks else None,
+        workers=len(parts),
+    )
+
+
+MONITORING_SCHEMA = pl.Schema(
+    {
+        "interval_start": pl.String,
+        "interval_end": pl.String,
+        "worker": pl.String,
+        "workers": pl.Int64,
+        "records": pl.Int64,
+        "events": pl.Int64,
+        "events_per_s": pl.Float64,
+        "dead_letters": pl.Int64,
+        "late_events": pl.Int64,
+        "latency_samples": pl.Int64,
+        "latency_p50_ms": pl.Float64,
+        "latency_p95_ms": pl.Float64,
+        "latency_p99_ms": pl.Float64,
+        "watermark": pl.String,
+        "watermark_lag_s": pl.Float64,
+    }
+)
+
+
+def monitoring_row(figures: Figures) -> pl.DataFrame:
+    """:class:`Figures` -> one :data:`MONITORING_SCHEMA` row."""
+    p50 = p95 = p99 = None
+    if figures.latencies:
+        p50, p95, p99 = (float(v) * 1000 for v in np.percentile(figures.latencies, [50, 95, 99]))
+    stamp = lambda s: datetime.fromtimestamp(s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"  # noqa: E731
+    mark = figures.watermark
+    return pl.DataFrame(
+        [{
+            "interval_start": stamp(figures.start),
+            "interval_end": stamp(figures.end),
+            "worker": figures.worker,
+            "workers": figures.workers,
+            "records": figures.records,
+            "events": figures.events,
+            "events_per_s": figures.events / (figures.end - figures.start),
+            "dead_letters": figures.dead_letters,
+            "late_events": figures.late,
+            "latency_samples": len(figures.latencies),
+            "latency_p50_ms": p50,
+            "latency_p95_ms": p95,
+            "latency_p99_ms": p99,
+            "watermark": None if mark is None else stamp(mark / 1000),
+            "watermark_lag_s": None if mark is None else figures.end - mark / 1000,
+        }],
+        schema=MONITORING_SCHEMA,
+    )
+
+
+@operator
+def monitor(step_id: str, reports: Stream[Report], interval_s: float,
+            clock: Callable[[], float] = time.time) -> Stream[tuple[str, pl.DataFrame]]:
+    """Reports -> ``(worker, row)`` every ``interval_s`` per worker, and ``("total", row)``."""
+    by_worker = op.key_on("by_worker", reports, lambda r: r.worker)
+    per_worker = op.stateful_batch(
+        "worker_figures", by_worker, lambda resume: WorkerMonitor(interval_s, resume, clock)
+    )
+    together = op.key_on("together", op.key_rm("unkey", per_worker), lambda _: TOTAL)
+    totals = op.stateful_batch("total_figures", together, lambda resume: TotalMonitor(interval_s, resume, clock))
+    figures = op.merge("workers_and_total", per_worker, totals)
+    return op.map("rows", figures, lambda kv: (kv[0], monitoring_row(kv[1])))
