@@ -67,6 +67,7 @@ def scenario(draw):
         "lateness": draw(st.sampled_from([0, MINUTE, 5 * MINUTE])),
         "period": draw(st.sampled_from([2, 4])),
         "seasons": draw(st.sampled_from([1, 2, 3])),
+        "min_events": draw(st.sampled_from([0, 1])),
         "workers": draw(st.sampled_from([1, 2])),
     }
 
@@ -82,6 +83,7 @@ def run_flow(case: dict) -> tuple[Settings, CapturedOutputs]:
         ts_acf_window=case["period"] + 3,
         anomaly_window=5,
         anomaly_z=1.0,  # low, so that alerts are frequent
+        anomaly_min_events=case["min_events"],
         shards=3,
         summary=False,
     )
@@ -95,7 +97,7 @@ def run_flow(case: dict) -> tuple[Settings, CapturedOutputs]:
 def expected_rows(case: dict, config: Settings) -> list[dict]:
     stamped = oracle.stamp(case["events"], config.allowed_lateness_ms, config.dedup_horizon_ms)
     return ts_oracle.output(stamped, config.ts_bucket_ms, config.ts_ma, config.ts_period, config.ts_seasons,
-                            config.ts_acf_window, config.anomaly_window)
+                            config.ts_acf_window, config.anomaly_window, config.anomaly_min_events)
 
 
 def iso_minute(bucket: int) -> str:

@@ -11,7 +11,8 @@ fractions where the definitions are exact; no code shared with the engine:
 - statistics per bucket: moving average, first and seasonal differences,
   sample autocorrelations at lag 1 and the period, trailing trend (mean of
   the last period), seasonal (median of the previous seasons' detrended
-  values), residual, expected, and the robust score.
+  values), residual, expected, and the robust score (none for a series
+  with fewer than ``min_events`` events per bucket over the last period).
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ MICROS = 1_000_000
 MAD_SCALE = 1.4826
 
 
-def series(stamped: list[Stamped], bucket_ms: int) -> dict[tuple[str, str], list[tuple[int, int, int]]]:
-    """(metric, category) -> [(bucket, value, units)] over each series' whole life."""
-    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0])  # revenue, orders, views
+def series(stamped: list[Stamped], bucket_ms: int) -> dict[tuple[str, str], list[tuple[int, int, int, int]]]:
+    """(metric, category) -> [(bucket, value, units, squares)] over each series' whole life.
+
+    ``squares``: the events' sizes squared, summed (revenue: whole cents, squared, in micro-units²).
+    """
+    sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # revenue, orders, views, cents²
     first_of: dict[str, int] = {}
     buckets = []
     for item in stamped:
@@ -43,8 +47,10 @@ def series(stamped: list[Stamped], bucket_ms: int) -> dict[tuple[str, str], list
             first_of[scope] = min(first_of.get(scope, bucket), bucket)
             total = sums[(bucket, scope)]
             if event["event_type"] == "purchase":
-                total[0] += round(event["price"] * MICROS) * event["quantity"]
+                line = round(event["price"] * MICROS) * event["quantity"]
+                total[0] += line
                 total[1] += 1
+                total[3] += (line // 10_000) ** 2 * 10_000**2
             elif event["event_type"] == "view":
                 total[2] += 1
     if not buckets:
@@ -52,12 +58,10 @@ def series(stamped: list[Stamped], bucket_ms: int) -> dict[tuple[str, str], list
     end = max(buckets)
     out = {}
     for scope, first in first_of.items():
-        metrics = [("revenue", 0, 1), ("orders", 1, 1)] + ([("views", 2, 2)] if scope == "*" else [])
-        for metric, value_at, units_at in metrics:
+        metrics = [("revenue", 0, 1, 3), ("orders", 1, 1, 1)] + ([("views", 2, 2, 2)] if scope == "*" else [])
+        for metric, *at in metrics:
             out[(metric, scope)] = [
-                (b, sums[(b, scope)][value_at] if (b, scope) in sums else 0,
-                 sums[(b, scope)][units_at] if (b, scope) in sums else 0)
-                for b in range(first, end + 1)
+                (b, *(sums[(b, scope)][i] if (b, scope) in sums else 0 for i in at)) for b in range(first, end + 1)
             ]
     return out
 
@@ -72,11 +76,12 @@ def autocorrelation(window: list[int], lag: int) -> float | None:
     return float(numerator / denominator)
 
 
-def statistics_of(values: list[tuple[int, int, int]], ma: int, period: int, seasons: int, acf_window: int,
-                  anomaly_window: int) -> list[dict]:
+def statistics_of(values: list[tuple[int, int, int, int]], ma: int, period: int, seasons: int, acf_window: int,
+                  anomaly_window: int, min_events: int) -> list[dict]:
     """One series' statistics per bucket, in its own unit (micro-units for revenue)."""
-    x = [v for _, v, _ in values]
-    units = [u for _, _, u in values]
+    x = [v for _, v, _, _ in values]
+    units = [u for _, _, u, _ in values]
+    squares = [q for _, _, _, q in values]
     detrended: list[float | None] = []
     residuals: list[float | None] = []
     rows = []
@@ -98,13 +103,15 @@ def statistics_of(values: list[tuple[int, int, int]], ma: int, period: int, seas
             residual = detrended[i] - seasonal
             expected = row["trend"] + seasonal
         residuals.append(residual)
-        if n >= (seasons + 1) * period + anomaly_window:
+        dense = sum(units[max(0, i - period + 1) : i + 1]) >= min_events * period
+        if n >= (seasons + 1) * period + anomaly_window and dense:
             recent = residuals[i - anomaly_window : i]
             median = statistics.median(recent)
             mad = statistics.median([abs(r - median) for r in recent])
             unit_total = sum(units[i - period + 1 : i + 1])
-            size = last_period / unit_total if unit_total > 0 and last_period > 0 else 1.0
-            scale = max(MAD_SCALE * mad, math.sqrt(max(abs(expected), size) * size))
+            square_total = sum(squares[i - period + 1 : i + 1])
+            noise = math.sqrt(max(unit_total / period, 1.0) * (square_total / unit_total)) if unit_total > 0 else 1.0
+            scale = max(MAD_SCALE * mad, noise)
             score = (residual - median) / scale
         row.update(seasonal=seasonal, residual=residual, expected=expected, score=score)
         rows.append(row)
@@ -112,15 +119,15 @@ def statistics_of(values: list[tuple[int, int, int]], ma: int, period: int, seas
 
 
 def output(stamped: list[Stamped], bucket_ms: int, ma: int, period: int, seasons: int, acf_window: int,
-           anomaly_window: int) -> list[dict]:
+           anomaly_window: int, min_events: int) -> list[dict]:
     """Every series' rows, sorted by (bucket, metric, category), revenue in currency units.
 
     Keys: ``bucket`` (number), ``metric``, ``category``, the statistics, ``expected`` and ``score``.
     """
     rows = []
     for (metric, category), values in series(stamped, bucket_ms).items():
-        stats = statistics_of(values, ma, period, seasons, acf_window, anomaly_window)
-        for (bucket, _, _), row in zip(values, stats):
+        stats = statistics_of(values, ma, period, seasons, acf_window, anomaly_window, min_events)
+        for (bucket, *_), row in zip(values, stats):
             if metric == "revenue":
                 for name in ("value", "moving_avg", "diff", "seasonal_diff", "trend", "seasonal", "residual",
                              "expected"):

@@ -291,6 +291,7 @@ class Settings:
     ts_acf_window: int = 2880
     anomaly_z: float = 5.0
     anomaly_window: int = 60
+    anomaly_min_events: int = 5
     monitor_interval_ms: int = 10_000
     sim: SimSettings = field(default_factory=SimSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
@@ -444,6 +445,9 @@ VARIABLES: tuple[Variable, ...] = (
              "in scaled MADs) reaches this"),
     Variable("DMP_ANOMALY_WINDOW", "anomaly_window", _int(5), "60",
              "Recent residuals (buckets) whose median and MAD score the next one"),
+    Variable("DMP_ANOMALY_MIN_EVENTS", "anomaly_min_events", _int(0), "5",
+             "Series averaging fewer events per bucket over the last period are not scored (orders count "
+             "for revenue): a sparse series' big order is chance, not an anomaly"),
     Variable("DMP_MONITOR_INTERVAL", "monitor_interval_ms", parse_duration_ms, "10s",
              "Wall-clock interval of the `monitoring` stream and metrics refresh; `0` turns monitoring off"),
     Variable("DMP_SHARDS", "shards", _int(1), "8",

@@ -1,8 +1,8 @@
 """Trailing-window statistics of many integer series, one bucket at a time.
 
 In: for each bucket ``t`` in order, every series' value ``x`` (an integer:
-a count, or money in micro-units) and ``units`` (how many events make it
-up). Out, per series and bucket (``None`` where the history is too short):
+a count, or money in micro-units), ``units`` (how many events make it up)
+and ``squares`` (the sum of their sizes squared: ``units`` for a count). Out, per series and bucket (``None`` where the history is too short):
 
 - ``moving_avg``: mean of the last ``ma`` values;
 - ``diff``: ``x[t] - x[t-1]``; ``seasonal_diff``: ``x[t] - x[t-P]`` (``P`` the period);
@@ -15,9 +15,14 @@ up). Out, per series and bucket (``None`` where the history is too short):
   ``x - trend - seasonal``; ``expected`` is ``trend + seasonal``;
 - ``score``: how far the residual is from the median of the previous
   ``anomaly_window`` residuals, in units of ``1.4826 * MAD`` (the MAD of those
-  residuals), but never finer than the noise of a sum of Poisson-many events
-  of the series' mean event size ``u`` (``sqrt(max(|expected|, u) * u)``),
-  so a sparse series' lone event is not an anomaly.
+  residuals), but never finer than the noise of a sum of Poisson-many
+  events: ``sqrt(max(λ, 1) * E[size²])`` with ``λ`` the events per bucket
+  and ``E[size²]`` their mean square size over the last period (for a count,
+  ``sqrt(max(λ, 1))``), so that one big order in a quiet minute is not an
+  anomaly; and a series averaging
+  fewer than ``min_events`` events per bucket over the last period is not
+  scored at all (its buckets are mostly chance: one big order is not an
+  anomaly of the business).
 
 Exact: window sums are kept as Python integers (running sums, updated as a
 bucket enters and one leaves), and every output is one correctly rounded
@@ -26,16 +31,17 @@ results. So a value depends only on the series, never on how buckets were
 batched or when the state was snapshotted; ``tests/timeseries_oracle.py``
 recomputes it from the whole series. State per series: ``history`` buckets.
 
->>> config = SeriesConfig(ma=2, period=2, seasons=1, acf_window=3, anomaly_window=5, z=5.0)
+>>> config = SeriesConfig(ma=2, period=2, seasons=1, acf_window=3, anomaly_window=5, z=5.0, min_events=1)
 >>> state = SeriesState.empty(config)
 >>> state.add_series(1, 0)
->>> out = [state.step(t, np.array([x]), np.array([x])) for t, x in enumerate([4, 8, 6, 10])]
+>>> out = [state.step(t, np.array([x]), np.array([x]), np.array([x], dtype=object)) for t, x in enumerate([4, 8, 6, 10])]
 >>> [o["moving_avg"][0] for o in out], [o["seasonal"][0] for o in out]
 ([None, 6.0, 7.0, 8.0], [None, None, None, 2.0])
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +61,7 @@ class SeriesConfig:
     acf_window: int
     anomaly_window: int
     z: float
+    min_events: int
 
     @property
     def history(self) -> int:
@@ -88,12 +95,13 @@ class SeriesState:
     start: np.ndarray  # first bucket of each series
     x: np.ndarray  # int64 (series, history)
     units: np.ndarray  # int64 (series, history)
+    squares: np.ndarray  # object (series, history)
     sum_p_ring: np.ndarray  # object (series, history): the trend sum at each bucket
     detrended: np.ndarray  # float (series, history)
     residual: np.ndarray  # float (series, history)
     sums: dict[str, np.ndarray] = field(default_factory=dict)  # running sums (object arrays)
 
-    SUMS = ("ma", "period", "period_units", "acf", "acf_squares", "lag_1", "lag_period")
+    SUMS = ("ma", "period", "period_units", "period_squares", "acf", "acf_squares", "lag_1", "lag_period")
 
     @classmethod
     def empty(cls, config: SeriesConfig) -> SeriesState:
@@ -103,6 +111,7 @@ class SeriesState:
             np.zeros(0, dtype=np.int64),
             np.zeros((0, h), dtype=np.int64),
             np.zeros((0, h), dtype=np.int64),
+            np.zeros((0, h), dtype=np.int64).astype(object),
             np.zeros((0, h), dtype=np.int64).astype(object),
             np.zeros((0, h)),
             np.zeros((0, h)),
@@ -115,14 +124,15 @@ class SeriesState:
         self.start = np.concatenate([self.start, np.full(count, first_bucket, dtype=np.int64)])
         self.x = np.vstack([self.x, np.zeros((count, h), dtype=np.int64)])
         self.units = np.vstack([self.units, np.zeros((count, h), dtype=np.int64)])
+        self.squares = np.vstack([self.squares, np.zeros((count, h), dtype=np.int64).astype(object)])
         self.sum_p_ring = np.vstack([self.sum_p_ring, np.zeros((count, h), dtype=np.int64).astype(object)])
         self.detrended = np.vstack([self.detrended, np.full((count, h), _UNDEFINED)])
         self.residual = np.vstack([self.residual, np.full((count, h), _UNDEFINED)])
         for name in self.SUMS:
             self.sums[name] = np.concatenate([self.sums[name], _objects(count)])
 
-    def step(self, t: int, x: np.ndarray, units: np.ndarray) -> dict[str, np.ndarray]:
-        """Take bucket ``t`` (every series' value and units, int64) and return its statistics.
+    def step(self, t: int, x: np.ndarray, units: np.ndarray, squares: np.ndarray) -> dict[str, np.ndarray]:
+        """Take bucket ``t`` (every series' value and units, int64, and squares, Python ints) and return its statistics.
 
         Buckets must come in order, each once, none skipped (a quiet bucket is
         a zero). Outputs are object arrays of floats or ``None``, plus
@@ -142,13 +152,15 @@ class SeriesState:
         s["ma"] = s["ma"] + xo - ago(self.x, m).astype(object)
         s["period"] = s["period"] + xo - season_ago.astype(object)
         s["period_units"] = s["period_units"] + units.astype(object) - ago(self.units, p).astype(object)
+        s["period_squares"] = s["period_squares"] + squares - ago(self.squares, p)
         s["acf"] = s["acf"] + xo - oldest
         s["acf_squares"] = s["acf_squares"] + xo * xo - oldest * oldest
         s["lag_1"] = s["lag_1"] + xo * prev.astype(object) - ago(self.x, n_acf - 1).astype(object) * oldest
         s["lag_period"] = (s["lag_period"] + xo * season_ago.astype(object)
                            - ago(self.x, n_acf - p).astype(object) * oldest)
         slot = t % h
-        self.x[:, slot], self.units[:, slot], self.sum_p_ring[:, slot] = x, units, s["period"]
+        self.x[:, slot], self.units[:, slot], self.squares[:, slot] = x, units, squares
+        self.sum_p_ring[:, slot] = s["period"]
 
         has_trend = n >= p
         trend = _where(has_trend, _ratio(s["period"], p))
@@ -168,7 +180,7 @@ class SeriesState:
             "seasonal": seasonal,
             "residual": residual,
             "expected": expected,
-            "score": self._score(t, n, residual, expected),
+            "score": self._score(t, n, residual),
         }
 
     def _seasonal(self, t: int, n: np.ndarray, detrended: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,9 +212,10 @@ class SeriesState:
             out[i] = numerator[i] / denominator[i]  # exact integers, one correctly rounded division
         return out
 
-    def _score(self, t: int, n: np.ndarray, residual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    def _score(self, t: int, n: np.ndarray, residual: np.ndarray) -> np.ndarray:
         c = self.config
-        has = n >= c.scored_from
+        dense = self.sums["period_units"] >= c.min_events * c.period
+        has = (n >= c.scored_from) & dense.astype(bool)
         out = np.full(n.size, None, dtype=object)
         if not has.any():
             return out
@@ -210,17 +223,18 @@ class SeriesState:
         recent = np.stack([self.residual[rows, (t - k) % c.history] for k in range(c.anomaly_window, 0, -1)], axis=1)
         median = np.median(recent, axis=1)
         mad = np.median(np.abs(recent - median[:, None]), axis=1)
-        size = np.array([_unit(self.sums["period"][i], self.sums["period_units"][i]) for i in rows])
-        floor = np.sqrt(np.maximum(np.abs(_floats(expected[rows])), size) * size)
+        floor = np.array([_noise(self.sums["period_units"][i], self.sums["period_squares"][i], c.period) for i in rows])
         scale = np.maximum(MAD_SCALE * mad, floor)
         score = (_floats(residual[rows]) - median) / scale
         out[rows] = score.astype(object)
         return out
 
 
-def _unit(total: int, units: int) -> float:
-    """Mean size of one event of a series (1 for counts; an order's value for revenue)."""
-    return total / units if units > 0 and total > 0 else 1.0
+def _noise(units: int, squares: int, period: int) -> float:
+    """The standard deviation of a sum of Poisson-many events like the last period's (1.0 without events)."""
+    if units <= 0:
+        return 1.0
+    return math.sqrt(max(units / period, 1.0) * (squares / units))
 
 
 def _ratio(numerator: np.ndarray, denominator: int) -> np.ndarray:

@@ -21,9 +21,10 @@ by its longest trailing window (``SeriesConfig.history`` buckets).
 >>> from flows.engine.windows import TumblingWindow
 >>> spec = timeseries_aggregate(TumblingWindow(60_000))
 >>> rows = pl.DataFrame({"window_start": [0, 0], "category": ["shoes", None],
-...     "revenue_micros": [5_000_000, 0], "orders": [1, 0], "views": [3, 2], "events": [4, 2]})
+...     "revenue_micros": [5_000_000, 0], "revenue_squares": [250_000, 0], "orders": [1, 0], "views": [3, 2],
+...     "events": [4, 2]})
 >>> series_values(rows, 60_000).rows()
-[(0, 'orders', '*', 1, 1), (0, 'orders', 'shoes', 1, 1), (0, 'revenue', '*', 5000000, 1), (0, 'revenue', 'shoes', 5000000, 1), (0, 'views', '*', 5, 5)]
+[(0, 'orders', '*', 1, 1, 1), (0, 'orders', 'shoes', 1, 1, 1), (0, 'revenue', '*', 5000000, 1, 250000), (0, 'revenue', 'shoes', 5000000, 1, 250000), (0, 'views', '*', 5, 5, 5)]
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from flows.engine.windows import WINDOW_START, TumblingWindow
 
 OVERALL = "*"
 MONEY_METRICS = ("revenue",)
+CENT = MICROS // 100
 SERIES = "timeseries"
 ALERTS = "anomalies"
 
@@ -86,6 +88,8 @@ def timeseries_aggregate(bucket: TumblingWindow) -> WindowedAggregate:
         window=bucket,
         measures={
             "revenue_micros": Sum(pl.when(purchase).then(line_micros()).otherwise(0)),
+            # Cents squared fit an Int64 where micro-units squared would not; for the noise floor only.
+            "revenue_squares": Sum(pl.when(purchase).then((line_micros() // CENT) ** 2).otherwise(0)),
             "orders": Sum(purchase),
             "views": Sum(event_type == "view"),
         },
@@ -93,25 +97,27 @@ def timeseries_aggregate(bucket: TumblingWindow) -> WindowedAggregate:
 
 
 def series_values(rows: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
-    """Aggregate rows -> one row per (bucket number, metric, category): ``value`` and ``units``.
+    """Aggregate rows -> one row per (bucket number, metric, category): ``value``, ``units``, ``squares``.
 
-    ``units`` counts the events a value adds up (orders for revenue), which
-    sets the size of one event when anomalies are scored.
+    ``units`` counts the events a value adds up (orders for revenue) and
+    ``squares`` sums their sizes squared (in cents² for revenue), which set
+    the noise floor when anomalies are scored.
     """
     counted = rows.with_columns((pl.col(WINDOW_START) // bucket_ms).alias("bucket"))
-    overall = counted.group_by("bucket").agg(pl.col("revenue_micros", "orders", "views").sum()).with_columns(
+    overall = counted.group_by("bucket").agg(pl.col("revenue_micros", "revenue_squares", "orders", "views").sum()).with_columns(
         pl.lit(OVERALL).alias("category")
     )
     scoped = pl.concat([counted.filter(pl.col("category").is_not_null()).select(overall.columns), overall])
 
-    def metric(name: str, value: str, units: str, frame: pl.DataFrame) -> pl.DataFrame:
+    def metric(name: str, value: str, units: str, squares: str, frame: pl.DataFrame) -> pl.DataFrame:
         return frame.select("bucket", pl.lit(name).alias("metric"), "category",
-                            pl.col(value).cast(pl.Int64).alias("value"), pl.col(units).cast(pl.Int64).alias("units"))
+                            *(pl.col(c).cast(pl.Int64).alias(a) for c, a in ((value, "value"), (units, "units"),
+                                                                              (squares, "squares"))))
 
     return pl.concat([
-        metric("revenue", "revenue_micros", "orders", scoped),
-        metric("orders", "orders", "orders", scoped),
-        metric("views", "views", "views", overall),
+        metric("revenue", "revenue_micros", "orders", "revenue_squares", scoped),
+        metric("orders", "orders", "orders", "orders", scoped),
+        metric("views", "views", "views", "views", overall),
     ]).sort("bucket", "metric", "category")
 
 
@@ -150,6 +156,9 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
             raise DmpError(msg)
         keys = list(zip(long["metric"].to_list(), long["category"].to_list()))
         value, units = long["value"].to_numpy(), long["units"].to_numpy()
+        # Squared sizes in the value's unit: cents² -> micro-units² for money (Python ints: no overflow).
+        squares = np.array([sq * CENT * CENT if metric in MONEY_METRICS else sq
+                            for sq, metric in zip(long["squares"].to_list(), long["metric"].to_list())], dtype=object)
         first = int(buckets[0]) if self.last is None else self.last + 1
         steps = []
         for t in range(first, int(buckets[-1]) + 1):  # quiet buckets too: they are zeros
@@ -157,9 +166,10 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
             self._add_new(keys[lo:hi], t)
             x = np.zeros(len(self.keys), dtype=np.int64)
             u = np.zeros(len(self.keys), dtype=np.int64)
+            sq = np.zeros(len(self.keys), dtype=np.int64).astype(object)
             where = [self.index[key] for key in keys[lo:hi]]
-            x[where], u[where] = value[lo:hi], units[lo:hi]
-            steps.append((t, len(self.keys), self.series.step(t, x, u)))
+            x[where], u[where], sq[where] = value[lo:hi], units[lo:hi], squares[lo:hi]
+            steps.append((t, len(self.keys), self.series.step(t, x, u, sq)))
         self.last = int(buckets[-1])
         rows = self._rows(steps)
         alerts = rows.filter(pl.col("score").abs() >= self.config.z)
@@ -195,7 +205,7 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
 
     def snapshot(self) -> TimeSeriesState:
         s = self.series
-        copy = SeriesState(s.config, s.start.copy(), s.x.copy(), s.units.copy(), s.sum_p_ring.copy(),
+        copy = SeriesState(s.config, s.start.copy(), s.x.copy(), s.units.copy(), s.squares.copy(), s.sum_p_ring.copy(),
                            s.detrended.copy(), s.residual.copy(), {k: v.copy() for k, v in s.sums.items()})
         return TimeSeriesState(list(self.keys), copy, self.last)
 
