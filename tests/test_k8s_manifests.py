@@ -1,0 +1,409 @@
+"""The Kubernetes deployment under k8s/: it parses, agrees with itself and with the code.
+
+No cluster is needed. The init container's script runs here against temporary
+directories; the checks of rendered overlays run ``kubectl kustomize`` when
+kubectl is installed and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.engine.config import VARIABLES, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "k8s"
+BASE = K8S / "base"
+OVERLAYS = sorted(path for path in (K8S / "overlays").iterdir() if (path / "kustomization.yaml").exists())
+KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))
+YAML_FILES = sorted([*K8S.rglob("*.yaml"), *K8S.rglob("*.yml")])
+INIT_SCRIPT = BASE / "init-cluster.sh"
+ALERTS = K8S / "monitoring" / "dmp-alerts.yaml"
+OPS_GUIDE = ROOT / "README-ops.md"
+
+SELECTOR = {
+    "app.kubernetes.io/name": "dmp",
+    "app.kubernetes.io/instance": "dmp",
+    "app.kubernetes.io/component": "dataflow",
+}
+# The platform's own metrics (histograms also expose _bucket, _sum, _count);
+# Bytewax's are bytewax_*; `up` is Prometheus' own per-target series.
+DMP_METRICS = {
+    "dmp_records_total", "dmp_events_total", "dmp_dead_letters_total", "dmp_late_events_total",
+    "dmp_latency_seconds", "dmp_watermark_lag_seconds", "dmp_events_per_second",
+}
+HISTOGRAM_SERIES = {f"dmp_latency_seconds{suffix}" for suffix in ("_bucket", "_sum", "_count")}
+SECRET_PLACEHOLDER = "placeholder-secret"
+
+
+def load_all(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def load_one(path: Path, kind: str) -> dict:
+    (doc,) = [doc for doc in load_all(path) if doc.get("kind") == kind]
+    return doc
+
+
+def statefulset() -> dict:
+    return load_one(BASE / "statefulset.yaml", "StatefulSet")
+
+
+def pod_spec() -> dict:
+    return statefulset()["spec"]["template"]["spec"]
+
+
+def container(spec: dict, name: str) -> dict:
+    (found,) = [c for c in spec.get("containers", []) + spec.get("initContainers", []) if c["name"] == name]
+    return found
+
+
+def env_values(cont: dict) -> dict[str, object]:
+    """A container's env: literal values as text, references as their ``valueFrom``."""
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in cont.get("env", [])}
+
+
+def kustomization(directory: Path) -> dict:
+    return yaml.safe_load((directory / "kustomization.yaml").read_text())
+
+
+def referenced_paths(directory: Path) -> list[Path]:
+    """Every file or directory a kustomization names."""
+    kust = kustomization(directory)
+    names = [*kust.get("resources", []), *kust.get("components", []), *kust.get("patchesStrategicMerge", [])]
+    names += [patch["path"] for patch in kust.get("patches", []) if "path" in patch]
+    names += [item["path"] for item in kust.get("replacements", []) if "path" in item]
+    for generator in kust.get("configMapGenerator", []) + kust.get("secretGenerator", []):
+        names += generator.get("envs", [])
+        names += [entry.partition("=")[2] or entry for entry in generator.get("files", [])]
+    return [directory / name for name in names]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    pairs = (line.partition("=") for line in path.read_text().splitlines() if line.strip() and not line.startswith("#"))
+    return {key.strip(): value for key, _, value in pairs}
+
+
+def settings_env(directory: Path) -> dict[str, str]:
+    """The DMP_* environment a kustomization gives the dmp container (secrets as placeholders)."""
+    env: dict[str, str] = {}
+    kust = kustomization(directory)
+    for resource in kust.get("resources", []):
+        if (directory / resource).is_dir():
+            env.update(settings_env(directory / resource))
+    for generator in kust.get("configMapGenerator", []):
+        for envs in generator.get("envs", []):
+            env.update(read_env_file(directory / envs))
+        env.update(literal.partition("=")[::2] for literal in generator.get("literals", []))
+    manifests = [directory / name for name in kust.get("resources", []) if (directory / name).is_file()]
+    manifests += [directory / patch["path"] for patch in kust.get("patches", []) if "path" in patch]
+    for manifest in manifests:
+        for doc in load_all(manifest):
+            spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+            for cont in spec.get("containers", []):
+                env.update(literal_env(cont))
+    return {name: value for name, value in env.items() if name.startswith("DMP_")}
+
+
+def literal_env(cont: dict) -> dict[str, str]:
+    """A container's env values, with every Secret reference as a placeholder."""
+    env = {}
+    for item in cont.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "secretKeyRef" in item.get("valueFrom", {}):
+            env[item["name"]] = SECRET_PLACEHOLDER
+    return env
+
+
+def test_every_yaml_file_parses():
+    assert YAML_FILES, "no YAML under k8s/"
+    for path in YAML_FILES:
+        docs = load_all(path)
+        assert docs and all(isinstance(doc, dict) for doc in docs), path
+
+
+@pytest.mark.parametrize("path", KUSTOMIZATIONS, ids=lambda p: str(p.parent.relative_to(K8S)))
+def test_kustomizations_list_only_files_that_exist(path):
+    for named in referenced_paths(path.parent):
+        assert named.is_file() or (named / "kustomization.yaml").is_file(), f"{path} names missing {named}"
+
+
+def test_secrets_are_referenced_never_deployed():
+    deployed = {named.resolve() for kust in KUSTOMIZATIONS for named in referenced_paths(kust.parent)}
+    examples = [path for path in YAML_FILES if any(doc.get("kind") == "Secret" for doc in load_all(path))]
+    assert examples, "ship an example Secret"
+    assert not deployed & {path.resolve() for path in examples}
+    assert not any(kustomization(kust.parent).get("secretGenerator") for kust in KUSTOMIZATIONS)
+    # The pods take the Kafka credentials from the Secret, under the keys the example shows.
+    env = env_values(container(pod_spec(), "dmp"))
+    refs = {name: v["secretKeyRef"] for name, v in env.items() if isinstance(v, dict) and "secretKeyRef" in v}
+    assert {"DMP_KAFKA_SASL_USERNAME", "DMP_KAFKA_SASL_PASSWORD"} <= set(refs)
+    example_keys = {key for path in examples for doc in load_all(path) for key in doc.get("stringData", {})}
+    assert {ref["key"] for ref in refs.values() if not ref.get("optional")} <= example_keys
+
+
+def test_every_selector_uses_the_pod_labels():
+    sts = statefulset()
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    service = load_one(BASE / "service.yaml", "Service")
+    pdb = load_one(BASE / "pdb.yaml", "PodDisruptionBudget")
+    monitor = load_one(K8S / "monitoring" / "servicemonitor.yaml", "ServiceMonitor")
+    (spread,) = sts["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert sts["spec"]["selector"]["matchLabels"] == SELECTOR
+    assert SELECTOR.items() <= pod_labels.items()
+    assert service["spec"]["selector"] == SELECTOR
+    assert pdb["spec"]["selector"]["matchLabels"] == SELECTOR
+    assert spread["labelSelector"]["matchLabels"] == SELECTOR
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    for doc in (sts, service, pdb):
+        assert SELECTOR.items() <= doc["metadata"]["labels"].items()
+
+
+def test_pods_form_one_bytewax_cluster_through_the_headless_service():
+    sts, service = statefulset(), load_one(BASE / "service.yaml", "Service")
+    spec = pod_spec()
+    dmp, init = env_values(container(spec, "dmp")), env_values(container(spec, "init-cluster"))
+    ports = {port["name"]: port["port"] for port in service["spec"]["ports"]}
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    assert (service["spec"]["clusterIP"], service["spec"]["publishNotReadyAddresses"]) == ("None", True)
+    assert sts["spec"]["serviceName"] == service["metadata"]["name"] == init["PEER_SERVICE"]
+    assert int(init["PEER_PORT"]) == ports["cluster"] and ports["metrics"] == int(dmp["BYTEWAX_DATAFLOW_API_PORT"])
+    for env in (dmp, init):
+        assert env["BYTEWAX_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert env["BYTEWAX_STATEFULSET_NAME"] == sts["metadata"]["name"]
+        assert env["BYTEWAX_HOSTFILE_PATH"] == dmp["BYTEWAX_HOSTFILE_PATH"]
+        assert env["BYTEWAX_RECOVERY_DIRECTORY"] == dmp["BYTEWAX_RECOVERY_DIRECTORY"]
+    assert "BYTEWAX_PROCESS_ID" not in dmp and "BYTEWAX_ADDRESSES" not in dmp  # they would override the above
+    assert int(init["PROCESSES"]) == sts["spec"]["replicas"]
+    # Kubernetes' service links would add DMP_<SERVICE>_PORT variables: unknown settings.
+    assert spec["enableServiceLinks"] is False
+
+
+def test_recovery_store_is_on_the_volume_claim_and_survives_scaling():
+    sts = statefulset()
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container(pod_spec(), "dmp")["volumeMounts"]}
+    recovery = env_values(container(pod_spec(), "dmp"))["BYTEWAX_RECOVERY_DIRECTORY"]
+    assert recovery.startswith(mounts[claim["metadata"]["name"]] + "/")
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+
+
+@pytest.mark.parametrize("name", ["init-cluster", "dmp"])
+def test_containers_run_locked_down_with_resources(name):
+    spec = pod_spec()
+    cont = container(spec, name)
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in cont["volumeMounts"]}
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] > 0
+    assert spec["automountServiceAccountToken"] is False
+    context = cont["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    for bound in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(cont["resources"][bound]), bound
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def test_dataflow_writes_only_to_mounted_volumes_and_is_probed_on_the_api_server():
+    spec = pod_spec()
+    dmp = container(spec, "dmp")
+    env = env_values(dmp)
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in dmp["volumeMounts"]}
+    out_dir = read_env_file(BASE / "dmp.env")["DMP_OUT_DIR"]
+    assert "emptyDir" in volumes[mounts[out_dir]]
+    assert env["BYTEWAX_DATAFLOW_API_ENABLED"] == "true" and env["BYTEWAX_DATAFLOW_API_CACHE_PATH"] in mounts
+    ports = {port["name"]: port["containerPort"] for port in dmp["ports"]}
+    assert ports["metrics"] == int(env["BYTEWAX_DATAFLOW_API_PORT"])
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert dmp[probe]["httpGet"]["port"] == "metrics", probe
+
+
+@pytest.mark.parametrize("directory", [BASE, *OVERLAYS], ids=lambda p: p.name)
+def test_dmp_settings_in_the_manifests_are_accepted(directory):
+    env = settings_env(directory)
+    settings = Settings.from_env(env)
+    assert (settings.source, settings.sinks) == ("kafka", ("kafka",))
+    assert env["DMP_KAFKA_SASL_PASSWORD"] == SECRET_PLACEHOLDER
+
+
+def test_every_dmp_variable_named_in_k8s_and_the_ops_guide_exists():
+    known = {var.name for var in VARIABLES}
+    texts = [path.read_text() for path in K8S.rglob("*") if path.is_file()]
+    texts.append(OPS_GUIDE.read_text())
+    for text in texts:
+        for match in re.finditer(r"DMP_[A-Z0-9_]*[A-Z0-9](_?\*)?", text):
+            name, wildcard = match.group(0).rstrip("_*"), match.group(1)
+            if text.startswith(" is not a known setting", match.end()):
+                continue  # quoting the error a typo gives
+            if wildcard:  # DMP_KAFKA_SASL_* names a family
+                assert any(k.startswith(name + "_") for k in known), match.group(0)
+            else:
+                assert name in known, name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_overlays_that_set_replicas_keep_the_hostfile_in_step(overlay):
+    kust = kustomization(overlay)
+    if "replicas" not in kust:
+        return
+    from_replicas = [item for item in kust.get("replacements", []) if item["source"]["fieldPath"] == "spec.replicas"]
+    targets = [path for item in from_replicas for target in item["targets"] for path in target["fieldPaths"]]
+    assert "spec.template.spec.initContainers.[name=init-cluster].env.[name=PROCESSES].value" in targets
+
+
+def metric_names(expr: str) -> set[str]:
+    """The series names a PromQL expression selects (not functions, keywords or labels)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", text)
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    keywords = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+    return {m.group(1) for m in re.finditer(r"\b([A-Za-z_:][A-Za-z0-9_:]*)\b(?!\s*\()", text)
+            if m.group(1).lower() not in keywords}
+
+
+def test_metric_names_are_read_from_promql():
+    expr = 'histogram_quantile(0.99, sum by (le) (rate(dmp_latency_seconds_bucket{job="dmp"}[5m]))) > 10 and up == 1'
+    assert metric_names(expr) == {"dmp_latency_seconds_bucket", "up"}
+
+
+def alert_rules() -> list[dict]:
+    return [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+
+
+def test_alert_rules_use_only_metrics_that_exist_and_say_how_bad_and_what_to_do():
+    rules = alert_rules()
+    assert rules
+    for rule in rules:
+        name = rule["alert"]
+        unknown = {m for m in metric_names(rule["expr"])
+                   if m not in DMP_METRICS | HISTOGRAM_SERIES | {"up"} and not m.startswith("bytewax_")}
+        assert not unknown, f"{name}: {unknown}"
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), name
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
+
+
+def github_anchor(heading: str) -> str:
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_alert_has_a_runbook_section_in_the_ops_guide():
+    headings = {github_anchor(line.lstrip("#")) for line in OPS_GUIDE.read_text().splitlines() if line.startswith("#")}
+    for rule in alert_rules():
+        page, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+        assert (page, anchor) == ("README-ops.md", rule["alert"].lower()) and anchor in headings, rule["alert"]
+
+
+def test_alert_rules_indent_into_a_prometheusrule():
+    """What README-ops.md does for the Prometheus Operator: indent the file under spec."""
+    header = "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: dmp\nspec:\n"
+    body = "".join("  " + line if line.rstrip("\n") else line for line in ALERTS.read_text().splitlines(keepends=True))
+    wrapped = yaml.safe_load(header + body)
+    assert wrapped["spec"] == yaml.safe_load(ALERTS.read_text())
+
+
+def run_init(tmp_path: Path, pod: str, processes: int = 3, partitions: int = 4, **extra: str):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHON": sys.executable,
+        "BYTEWAX_POD_NAME": pod,
+        "BYTEWAX_STATEFULSET_NAME": "dmp",
+        "POD_NAMESPACE": "analytics",
+        "BYTEWAX_HOSTFILE_PATH": str(tmp_path / pod / "etc" / "hostfile.txt"),
+        "BYTEWAX_RECOVERY_DIRECTORY": str(tmp_path / pod / "state" / "recovery"),
+        "PROCESSES": str(processes),
+        "RECOVERY_PARTITIONS": str(partitions),
+        "PEER_SERVICE": "dmp",
+        "PEER_PORT": "9999",
+        **extra,
+    }
+    return subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+
+
+def partition_files(tmp_path: Path, pod: str) -> list[str]:
+    return sorted(path.name for path in (tmp_path / pod / "state" / "recovery").glob("part-*.sqlite3"))
+
+
+needs_sh = pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+
+
+@needs_sh
+def test_init_writes_every_address_and_creates_the_store_on_pod_zero_once(tmp_path):
+    first = run_init(tmp_path, "dmp-0")
+    assert first.returncode == 0, first.stderr
+    hostfile = (tmp_path / "dmp-0" / "etc" / "hostfile.txt").read_text().splitlines()
+    assert hostfile == [f"dmp-{i}.dmp.analytics.svc:9999" for i in range(3)]
+    assert partition_files(tmp_path, "dmp-0") == [f"part-{i}.sqlite3" for i in range(4)]
+    created = {p: p.stat().st_mtime_ns for p in (tmp_path / "dmp-0" / "state" / "recovery").iterdir()}
+
+    again = run_init(tmp_path, "dmp-0")
+    assert again.returncode == 0 and "keeping the recovery store" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in created} == created
+
+    other = run_init(tmp_path, "dmp-2")
+    assert other.returncode == 0, other.stderr
+    assert (tmp_path / "dmp-2" / "etc" / "hostfile.txt").read_text().splitlines() == hostfile
+    assert partition_files(tmp_path, "dmp-2") == []
+
+
+@needs_sh
+@pytest.mark.parametrize(
+    ("pod", "setup", "change", "message"),
+    [
+        ("dmp-0", "partial", {}, "not RECOVERY_PARTITIONS=4"),
+        ("dmp-0", "", {"BYTEWAX_STATEFULSET_NAME": "analytics"}, "not a pod of BYTEWAX_STATEFULSET_NAME"),
+        ("dmp-3", "", {}, "PROCESSES must equal the StatefulSet's replicas"),
+        ("dmp-0", "", {"RECOVERY_PARTITIONS": "0"}, "expected a positive integer"),
+    ],
+)
+def test_init_refuses_what_it_cannot_do_safely(tmp_path, pod, setup, change, message):
+    if setup == "partial":
+        assert run_init(tmp_path, pod).returncode == 0
+        (tmp_path / pod / "state" / "recovery" / "part-3.sqlite3").unlink()
+    result = run_init(tmp_path, pod, **change)
+    assert result.returncode != 0 and message in result.stderr
+
+
+kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl kustomize renders the overlays")
+
+
+def render(directory: Path) -> list[dict]:
+    built = subprocess.run(["kubectl", "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert built.returncode == 0, built.stderr
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc is not None]
+
+
+@kubectl
+@pytest.mark.parametrize("directory", [BASE, *OVERLAYS], ids=lambda p: p.name)
+def test_rendered_deployment_is_consistent(directory):
+    docs = render(directory)
+    by_kind = {(doc["kind"], doc["metadata"]["name"]): doc for doc in docs}
+    (sts,) = [doc for doc in docs if doc["kind"] == "StatefulSet"]
+    spec = sts["spec"]["template"]["spec"]
+    dmp, init = container(spec, "dmp"), container(spec, "init-cluster")
+    assert int(env_values(init)["PROCESSES"]) == sts["spec"]["replicas"]
+    assert sts["metadata"]["name"] == env_values(dmp)["BYTEWAX_STATEFULSET_NAME"]
+    (config_ref,) = [source["configMapRef"]["name"] for source in dmp["envFrom"]]
+    config = by_kind[("ConfigMap", config_ref)]["data"]
+    (script,) = [v["configMap"]["name"] for v in spec["volumes"] if "configMap" in v]
+    assert ("ConfigMap", script) in by_kind
+    env = {**config, **literal_env(dmp)}
+    Settings.from_env({name: value for name, value in env.items() if name.startswith("DMP_")})
+    selector = sts["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= sts["spec"]["template"]["metadata"]["labels"].items()
+    assert by_kind[("Service", sts["spec"]["serviceName"])]["spec"]["selector"] == selector
+    (pdb,) = [doc for doc in docs if doc["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["selector"]["matchLabels"] == selector
+    assert dmp["image"] == init["image"]
+    if directory != BASE:
+        assert ":" in dmp["image"] and sts["metadata"].get("namespace")
