@@ -1,14 +1,17 @@
-"""What each behaviour analytic costs: flows.dmp with them, against trends only.
+"""What each analytic, and monitoring, costs: flows.dmp with them, against trends only.
 
     python bench/analytics_throughput.py                  # 2M events, 3 runs each
     python bench/analytics_throughput.py --events 500000 --runs 1
+    python bench/analytics_throughput.py --only monitoring   # the monitoring variants
 
 Runs flows.dmp over the same JSON Lines file of simulated events (the one
 ``bench/file_throughput.py`` uses), one worker, each run in a fresh
 process, timing only the dataflow, with ``DMP_ANALYTICS`` set to: trends
 only (the foundation's figure), trends plus each of sessions, funnel,
-recommendations and triggers, and everything. Prints the median events/s
-of each and its ratio to trends only, all measured in this one run.
+recommendations, triggers and time series with anomalies, and everything;
+and trends only with monitoring off, at its default interval (10s) and
+every second. Prints the median events/s of each and its ratio to trends
+only, all measured in this one run.
 """
 
 from __future__ import annotations
@@ -26,14 +29,21 @@ sys.path.insert(0, str(ROOT))
 from bench.make_events import ensure_events  # noqa: E402
 from bench.per_event import run_child  # noqa: E402
 
+EVERYTHING = ("trends", "sessions", "funnel", "recommendations", "triggers", "timeseries", "anomalies")
+# Variant: (analytics, monitoring interval in ms; 10s is the default).
 VARIANTS = {
-    "trends only": ("trends",),
-    "+ sessions": ("trends", "sessions"),
-    "+ funnel": ("trends", "funnel"),
-    "+ recommendations": ("trends", "recommendations"),
-    "+ triggers": ("trends", "triggers"),
-    "everything": ("trends", "sessions", "funnel", "recommendations", "triggers"),
+    "trends only": (("trends",), 10_000),
+    "+ sessions": (("trends", "sessions"), 10_000),
+    "+ funnel": (("trends", "funnel"), 10_000),
+    "+ recommendations": (("trends", "recommendations"), 10_000),
+    "+ triggers": (("trends", "triggers"), 10_000),
+    "+ timeseries": (("trends", "timeseries", "anomalies"), 10_000),
+    "everything": (EVERYTHING, 10_000),
+    "no monitoring": (("trends",), 0),
+    "monitoring every 1s": (("trends",), 1_000),
 }
+GROUPS = {"analytics": [v for v in VARIANTS if "monitoring" not in v],
+          "monitoring": ["trends only", "no monitoring", "monitoring every 1s"]}
 
 
 def run_one(variant: str, path: Path) -> float:
@@ -43,7 +53,9 @@ def run_one(variant: str, path: Path) -> float:
     from flows.engine.config import Settings
 
     with tempfile.TemporaryDirectory() as out:
-        settings = Settings(source="file", input=str(path), out_dir=Path(out), analytics=VARIANTS[variant])
+        analytics, interval = VARIANTS[variant]
+        settings = Settings(source="file", input=str(path), out_dir=Path(out), analytics=analytics,
+                            monitor_interval_ms=interval)
         flow = dmp.build(settings)
         started = time.perf_counter()
         run_main(flow)
@@ -55,6 +67,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--data", type=Path, default=ROOT / "bench" / "data")
+    parser.add_argument("--only", choices=list(GROUPS), help="run one group of variants")
     parser.add_argument("--run", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -68,7 +81,7 @@ def main() -> None:
             pass
     print(f"input: {path} ({args.events:,} events), flows.dmp, 1 worker, median of {args.runs}")
     rates = {}
-    for variant in VARIANTS:
+    for variant in GROUPS[args.only] if args.only else VARIANTS:
         seconds = sorted(run_child(__file__, variant, "--path", str(path))["seconds"] for _ in range(args.runs))
         median = seconds[len(seconds) // 2]
         rates[variant] = args.events / median

@@ -10,7 +10,10 @@ source given to :func:`build`. Out, to files and/or Kafka (``DMP_SINK``):
 could not be decoded); ``sessions`` (per user visit), ``funnel`` (ordered
 view -> cart -> purchase per window and category), ``recommendations``
 (products bought together) and ``triggers`` (abandoned carts, big
-spenders); plus a run summary at the end of a bounded run.
+spenders); ``timeseries`` (business metrics per bucket, decomposed) and
+``anomalies`` (alerts on them); ``monitoring`` (the pipeline's own figures
+per worker, also Prometheus metrics); plus a run summary at the end of a
+bounded run.
 ``DMP_ANALYTICS`` chooses what runs. Configuration: ``DMP_*`` variables
 (see the README); bad values stop it at start-up.
 """
@@ -24,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import bytewax.operators as op
 import polars as pl
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 
 from flows.engine.analytics.funnel import funnel_function, funnel_rows
@@ -98,13 +101,14 @@ def build(
     )
     write("write_dead_letters", decoded.dead_letters, outputs.sinks("dead_letters"))  # raw bytes; sinks render
     tallies = [decoded.tallies]
-    reports = [  # what each worker measured, for monitoring
-        op.map("report_batches", decoded.tallies, batch_report),
-        op.filter_map("report_watermarks", stamped, watermark_report),
-    ]
+    reports: list[Stream] = []  # what each worker measured, for monitoring (DMP_MONITOR_INTERVAL > 0)
+    measure = (lambda step: reports.append(step())) if settings.monitor_interval_ms else (lambda step: None)
+    measure(lambda: op.map("report_batches", decoded.tallies, batch_report))
+    measure(lambda: op.filter_map("report_watermarks", stamped, watermark_report))
 
     def released(name: str, windows: Any) -> None:  # latency of each emission of window results
-        reports.append(op.filter_map(f"report_{name}_latency", windows.results, lambda kv: latency_report(kv[1].read_at)))
+        measure(lambda: op.filter_map(f"report_{name}_latency", windows.results,
+                                      lambda kv: latency_report(kv[1].read_at)))
 
     if settings.runs("trends"):
         window, top_n = settings.window, settings.top_n
@@ -112,7 +116,7 @@ def build(
             "trends_windows", stamped, trends_aggregate(window), partitions, shards, clock
         )
         released("trends", windows)
-        reports.append(op.map("report_late", windows.late, lambda kv: late_report(kv[1])))
+        measure(lambda: op.map("report_late", windows.late, lambda kv: late_report(kv[1])))
         trends = op.stateful_batch("compare_with_previous_window", windows.results, lambda s: TrendChange(window, s))
         board = op.map("rank_top_n", windows.results, lambda kv: (kv[0], leaderboard(kv[1].rows, top_n, window.size_ms)))
         quality = op.map("present_quality", windows.quality, lambda kv: (kv[0], quality_rows(kv[1])))
@@ -172,7 +176,7 @@ def build(
             fired = op.stateful_batch("cooldown", candidates, lambda resume: CooldownLogic(cooldown, resume))
             write("write_triggers", fired, outputs.sinks("triggers"))
 
-    if settings.monitor_interval_ms:
+    if reports:
         rows = monitor("monitor", op.merge("reports", *reports), settings.monitor_interval_ms / 1000)  # per worker
         write("write_monitoring", rows, outputs.sinks("monitoring"))
         op.output("identify_workers", rows, WorkerIdentity())  # tells each worker thread its index

@@ -142,13 +142,13 @@ def test_kafka_mode_from_the_command_line(kafka_broker, topic_factory, tmp_path)
     assert len(trends) == outputs(tmp_path)["trends"].height > 0
 
 
-@pytest.mark.parametrize("analytic", ["sessions", "funnel", "recommendations", "triggers"])
-def test_each_behaviour_analytic_runs_as_its_own_flow(tmp_path, analytic):
+@pytest.mark.parametrize("analytic", ["sessions", "funnel", "recommendations", "triggers", "timeseries"])
+def test_each_analytic_runs_as_its_own_flow(tmp_path, analytic):
     # DMP_ANALYTICS is the module's to decide: a stray setting does not change what it runs.
     settings = {**SMALL_SIM, "DMP_OUT_DIR": str(tmp_path), "DMP_ANALYTICS": "trends"}
     done = bytewax_run(settings=settings, flow=f"flows.{analytic}")
     assert done.returncode == 0, done.stderr
     written = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
-    assert written == sorted([analytic, "dead_letters"])
+    assert written == sorted([analytic, "dead_letters", "monitoring"])  # no anomaly in 5 simulated minutes
     assert pl.read_ndjson(tmp_path / analytic / "part-0000.jsonl").height > 0
     assert json.loads((tmp_path / "summary.json").read_text())["reconciled"]

@@ -17,7 +17,10 @@ def test_no_configuration_runs_the_simulator_into_out():
     assert settings.window == TumblingWindow(60_000)
     # Dedup horizon: the lateness plus the longest window (the 1 h funnel, by default).
     assert (settings.idle_timeout_ms, settings.dedup, settings.dedup_horizon_ms) == (0, True, 3_630_000)
-    assert settings.analytics == ("trends", "sessions", "funnel", "recommendations", "triggers")
+    assert settings.analytics == ("trends", "sessions", "funnel", "recommendations", "triggers", "timeseries",
+                                  "anomalies")
+    assert (settings.ts_bucket_ms, settings.ts_period, settings.anomaly_z, settings.monitor_interval_ms) == (
+        60_000, 1440, 5.0, 10_000)
     trends_only = settings.replace(analytics=("trends",))
     assert trends_only.dedup_horizon_ms == 90_000
 
@@ -80,6 +83,17 @@ def test_every_variable_is_read():
         "DMP_KAFKA_SSL_CERTIFICATE_LOCATION": "/etc/cert.pem",
         "DMP_KAFKA_SSL_KEY_LOCATION": "/etc/key.pem",
         "DMP_KAFKA_SSL_KEY_PASSWORD": "k3y",
+        "DMP_TS_BUCKET": "5m",
+        "DMP_TS_MA": "4",
+        "DMP_TS_PERIOD": "288",
+        "DMP_TS_SEASONS": "2",
+        "DMP_TS_ACF_WINDOW": "300",
+        "DMP_ANOMALY_Z": "4.5",
+        "DMP_ANOMALY_WINDOW": "30",
+        "DMP_ANOMALY_MIN_EVENTS": "2",
+        "DMP_MONITOR_INTERVAL": "0",
+        "DMP_SIM_ANOMALIES": "true",
+        "DMP_SIM_ANOMALY_AFTER": "2d",
     }
     assert {v.name for v in VARIABLES} == set(env)
     s = Settings.from_env(env)
@@ -93,7 +107,10 @@ def test_every_variable_is_read():
         259_200_000, 1_800_000, 5, 40, 12)
     assert (s.high_value_threshold, s.high_value_window_ms, s.high_value_slide_ms, s.trigger_cooldown_ms) == (
         2500.5, 43_200_000, 1_800_000, 172_800_000)
+    assert (s.ts_bucket_ms, s.ts_ma, s.ts_period, s.ts_seasons, s.ts_acf_window) == (300_000, 4, 288, 2, 300)
+    assert (s.anomaly_z, s.anomaly_window, s.anomaly_min_events, s.monitor_interval_ms) == (4.5, 30, 2, 0)
     sim = s.sim
+    assert (sim.anomalies, sim.anomaly_after_ms) == (True, 172_800_000)
     assert sim.plant is False
     assert (sim.events, sim.seed, sim.partitions, sim.users, sim.products) == (1000, 7, 2, 10, 5)
     assert (sim.events_per_second, sim.start_ms, sim.speed, sim.disorder_ms) == (12.5, 1_714_514_400_000, 1.0, 3_000)

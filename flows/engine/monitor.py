@@ -37,7 +37,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.engine import metrics
-from flows.engine.schema import END_OF_TIME, StampedBatch
+from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, StampedBatch
 from flows.engine.summary import Tally
 
 TOTAL = "total"
@@ -104,8 +104,8 @@ def latency_report(read_at: float | None, clock: Callable[[], float] = time.time
 
 
 def watermark_report(batch: StampedBatch, clock: Callable[[], float] = time.time) -> Report | None:
-    if batch.watermark >= END_OF_TIME:
-        return None
+    if not BEGINNING_OF_TIME < batch.watermark < END_OF_TIME:
+        return None  # no event yet, or the partition has ended
     now, worker = clock(), current_worker()
     metrics.WATERMARK_LAG.labels(worker).set(max(0.0, now - batch.watermark / 1000))
     return Report(worker, now, watermarks=((batch.partition, batch.watermark),))
