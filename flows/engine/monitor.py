@@ -37,6 +37,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.engine import metrics
+from flows.engine.present import iso
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, StampedBatch
 from flows.engine.summary import Tally
 
@@ -283,12 +284,11 @@ def monitoring_row(figures: Figures) -> pl.DataFrame:
     p50 = p95 = p99 = None
     if figures.latencies:
         p50, p95, p99 = (float(v) * 1000 for v in np.percentile(figures.latencies, [50, 95, 99]))
-    stamp = lambda s: datetime.fromtimestamp(s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"  # noqa: E731
     mark = figures.watermark
-    return pl.DataFrame(
+    row = pl.DataFrame(
         [{
-            "interval_start": stamp(figures.start),
-            "interval_end": stamp(figures.end),
+            "interval_start": int(figures.start * 1000),
+            "interval_end": int(figures.end * 1000),
             "worker": figures.worker,
             "workers": figures.workers,
             "records": figures.records,
@@ -300,11 +300,12 @@ def monitoring_row(figures: Figures) -> pl.DataFrame:
             "latency_p50_ms": p50,
             "latency_p95_ms": p95,
             "latency_p99_ms": p99,
-            "watermark": None if mark is None else stamp(mark / 1000),
+            "watermark": mark,
             "watermark_lag_s": None if mark is None else figures.end - mark / 1000,
         }],
-        schema=MONITORING_SCHEMA,
+        schema={**MONITORING_SCHEMA, "interval_start": pl.Int64, "interval_end": pl.Int64, "watermark": pl.Int64},
     )
+    return row.with_columns(iso(name, millis=True).alias(name) for name in ("interval_start", "interval_end", "watermark"))
 
 
 @operator

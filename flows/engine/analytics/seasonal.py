@@ -131,6 +131,12 @@ class SeriesState:
         for name in self.SUMS:
             self.sums[name] = np.concatenate([self.sums[name], _objects(count)])
 
+    def copy(self) -> SeriesState:
+        """An independent copy (a snapshot: :meth:`step` changes the arrays in place)."""
+        return SeriesState(self.config, self.start.copy(), self.x.copy(), self.units.copy(), self.squares.copy(),
+                           self.sum_p_ring.copy(), self.detrended.copy(), self.residual.copy(),
+                           {name: values.copy() for name, values in self.sums.items()})
+
     def step(self, t: int, x: np.ndarray, units: np.ndarray, squares: np.ndarray) -> dict[str, np.ndarray]:
         """Take bucket ``t`` (every series' value and units, int64, and squares, Python ints) and return its statistics.
 
@@ -165,10 +171,10 @@ class SeriesState:
         has_trend = n >= p
         trend = _where(has_trend, _ratio(s["period"], p))
         detrended = _where(has_trend, _ratio(p * xo - s["period"], p))
-        self.detrended[:, slot] = _floats(detrended)
+        self.detrended[:, slot] = as_floats(detrended)
         seasonal, residual = self._seasonal(t, n, detrended)
-        self.residual[:, slot] = _floats(residual)
-        expected = _where(n >= c.seasonal_from, _floats(trend) + _floats(seasonal))
+        self.residual[:, slot] = as_floats(residual)
+        expected = _where(n >= c.seasonal_from, as_floats(trend) + as_floats(seasonal))
         return {
             "value": xo,
             "moving_avg": _where(n >= m, _ratio(s["ma"], m)),
@@ -193,7 +199,7 @@ class SeriesState:
         seasonal = np.median(past[has], axis=1)
         seasonal_all = np.full(n.size, np.nan)
         seasonal_all[has] = seasonal
-        residual = _floats(detrended) - seasonal_all
+        residual = as_floats(detrended) - seasonal_all
         return _where(has, seasonal_all), _where(has, residual)
 
     def _acf(self, n: np.ndarray, lag: int, tail: np.ndarray, head: np.ndarray, products: str) -> np.ndarray:
@@ -225,7 +231,7 @@ class SeriesState:
         mad = np.median(np.abs(recent - median[:, None]), axis=1)
         floor = np.array([_noise(self.sums["period_units"][i], self.sums["period_squares"][i], c.period) for i in rows])
         scale = np.maximum(MAD_SCALE * mad, floor)
-        score = (_floats(residual[rows]) - median) / scale
+        score = (as_floats(residual[rows]) - median) / scale
         out[rows] = score.astype(object)
         return out
 
@@ -248,6 +254,6 @@ def _where(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _floats(values: np.ndarray) -> np.ndarray:
+def as_floats(values: np.ndarray) -> np.ndarray:
     """An object array of floats or ``None`` as floats with NaN."""
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)

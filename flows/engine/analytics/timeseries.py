@@ -36,7 +36,7 @@ import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import Sum, WindowedAggregate
-from flows.engine.analytics.seasonal import SeriesConfig, SeriesState
+from flows.engine.analytics.seasonal import SeriesConfig, SeriesState, as_floats
 from flows.engine.errors import DmpError
 from flows.engine.present import MICROS, iso, line_micros
 from flows.engine.shards import ClosedWindows
@@ -195,7 +195,7 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
             metric.extend(key[0] for key in self.keys[:count])
             category.extend(key[1] for key in self.keys[:count])
             for name in columns:
-                columns[name].append(_as_floats(out[name]))
+                columns[name].append(as_floats(out[name]))
         money = np.isin(np.array(metric, dtype=object), MONEY_METRICS)
         data = {name: np.concatenate(parts) for name, parts in columns.items()}
         for name in _IN_UNITS:
@@ -204,14 +204,7 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
         return frame.fill_nan(None).sort("bucket", "metric", "category")
 
     def snapshot(self) -> TimeSeriesState:
-        s = self.series
-        copy = SeriesState(s.config, s.start.copy(), s.x.copy(), s.units.copy(), s.squares.copy(), s.sum_p_ring.copy(),
-                           s.detrended.copy(), s.residual.copy(), {k: v.copy() for k, v in s.sums.items()})
-        return TimeSeriesState(list(self.keys), copy, self.last)
-
-
-def _as_floats(values: np.ndarray) -> np.ndarray:
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+        return TimeSeriesState(list(self.keys), self.series.copy(), self.last)
 
 
 def _bucket_times(bucket_ms: int) -> list[pl.Expr]:
