@@ -81,8 +81,10 @@ sys.path.insert(0, str(ROOT))
 from flows.engine.aggregate import Analytic, Sum, WindowedAggregate  # noqa: E402
 from flows.engine.analytics.trends import trends_aggregate  # noqa: E402
 from flows.engine.config import SimSettings, parse_utc_ms  # noqa: E402
+from flows.engine.gather import WindowGather  # noqa: E402
 from flows.engine.operators import decode, decoder, stamp_event_time, window  # noqa: E402
-from flows.engine.shards import ClosedWindows, WindowGather, WindowShard  # noqa: E402
+from flows.engine.schema import ClosedWindows  # noqa: E402
+from flows.engine.shards import WindowShard  # noqa: E402
 from flows.engine.sources import ReadAheadSource, SimSource  # noqa: E402
 from flows.engine.sources.simulator import daily_cycle  # noqa: E402
 from flows.engine.watermark import PartitionWatermark  # noqa: E402

@@ -77,7 +77,7 @@ def session_aggregate() -> WindowedAggregate:
     import polars as pl
 
     from flows.engine.aggregate import Sum, WindowedAggregate
-    from flows.engine.present import line_micros
+    from flows.engine.money import line_micros
     from flows.engine.windows import SessionWindow
 
     event_type = pl.col("event_type")

@@ -32,7 +32,7 @@ from bytewax.inputs import Source
 
 from flows.engine.analytics.funnel import funnel_function, funnel_rows
 from flows.engine.analytics.leaderboard import leaderboard
-from flows.engine.analytics.recommendations import RecoSettings, RecommendLogic
+from flows.engine.analytics.recommendations import RecommendLogic, RecoSettings
 from flows.engine.analytics.seasonal import SeriesConfig
 from flows.engine.analytics.timeseries import ALERTS, SERIES, TimeSeriesLogic, timeseries_aggregate
 from flows.engine.analytics.trends import TrendChange, tiling, trends_aggregate

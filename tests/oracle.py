@@ -20,7 +20,8 @@ from typing import Mapping
 
 import polars as pl
 
-from flows.engine.present import iso, money
+from flows.engine.money import money
+from flows.engine.present import iso
 
 MICROS = 1_000_000
 

@@ -6,10 +6,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from flows.engine.shards import ClosedWindows
 from flows.engine.analytics.leaderboard import leaderboard, top_n
 from flows.engine.analytics.trends import TrendChange, compare_with_previous, trends_aggregate
-from flows.engine.present import money
+from flows.engine.money import money
+from flows.engine.schema import ClosedWindows
 from flows.engine.windows import TumblingWindow
 
 MINUTE = 60_000

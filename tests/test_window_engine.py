@@ -11,12 +11,14 @@ from polars.testing import assert_frame_equal
 
 from flows.engine.aggregate import Sum, WindowedAggregate, WindowedFunction
 from flows.engine.errors import DmpError, StateError
+from flows.engine.gather import WindowGather
 from flows.engine.lateness import split_late
-from flows.engine.routing import balanced_keys
-from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, EventBatch, StampedBatch
-from flows.engine.shards import ClosedWindows, ShardUpdate, WindowGather, WindowShard, route, shard_of
-from flows.engine.watermark import PartitionWatermark, stamp
+from flows.engine.placement import balanced_keys
+from flows.engine.routing import ShardUpdate, route, shard_of
+from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows, EventBatch, StampedBatch
 from flows.engine.sessions import merge_sessions, session_partials
+from flows.engine.shards import WindowShard
+from flows.engine.watermark import PartitionWatermark, stamp
 from flows.engine.windows import SessionWindow, SlidingWindow, TumblingWindow
 
 MINUTE = 60_000

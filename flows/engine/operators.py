@@ -27,8 +27,10 @@ from bytewax.outputs import Sink
 
 from flows.engine.aggregate import Analytic
 from flows.engine.decode import decode_batch
-from flows.engine.schema import DEFAULT_PARTITION, EventBatch, RawBatch, StampedBatch
-from flows.engine.shards import ClosedWindows, SessionGather, WindowGather, WindowShard, route
+from flows.engine.gather import SessionGather, WindowGather
+from flows.engine.routing import route
+from flows.engine.schema import DEFAULT_PARTITION, ClosedWindows, EventBatch, RawBatch, StampedBatch
+from flows.engine.shards import WindowShard
 from flows.engine.summary import RunSummary, Tally
 from flows.engine.watermark import PartitionWatermark
 from flows.engine.windows import SessionWindow

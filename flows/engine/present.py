@@ -12,8 +12,6 @@ import polars as pl
 from flows.engine.lateness import MISSED
 from flows.engine.windows import WINDOW_END, WINDOW_START, SessionWindow, SlidingWindow, Window
 
-MICROS = 1_000_000
-
 
 def iso(column: str | pl.Expr, *, millis: bool = False) -> pl.Expr:
     """Epoch milliseconds -> ``2024-03-01T10:00:00Z`` (``.250Z`` with ``millis``).
@@ -26,18 +24,6 @@ def iso(column: str | pl.Expr, *, millis: bool = False) -> pl.Expr:
     return pl.from_epoch(expr, time_unit="ms").dt.strftime(fmt)
 
 
-def money(column: str | pl.Expr) -> pl.Expr:
-    """Integer micro-units -> the nearest float to the decimal amount.
-
-    Polars' float division multiplies by the reciprocal, which is not
-    correctly rounded (330980000 / 1e6 gives 330.97999999999996); going
-    through a Decimal gives exactly what ``330980000 / 1e6`` gives in Python.
-
-    >>> pl.select(money(pl.lit(330_980_000))).item()
-    330.98
-    """
-    expr = pl.col(column) if isinstance(column, str) else column
-    return (expr.cast(pl.Decimal(38, 6)) / MICROS).cast(pl.Float64)
 
 
 def seconds(ms: str | pl.Expr) -> pl.Expr:
@@ -53,14 +39,8 @@ def seconds(ms: str | pl.Expr) -> pl.Expr:
     return (expr.cast(pl.Decimal(38, 6)) / 1000).cast(pl.Float64)
 
 
-def to_micros(price: pl.Expr) -> pl.Expr:
-    """A price as integer micro-units, so sums are exact in any order."""
-    return (price * MICROS).round().cast(pl.Int64)
 
 
-def line_micros() -> pl.Expr:
-    """An event's price x quantity in micro-units (an event without a price is worth 0)."""
-    return to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity")
 
 
 # Event fields shown with a late event, in this order, when the flow decoded them.
@@ -97,7 +77,7 @@ def late_rows(late: pl.DataFrame, partition: str, window: Window) -> pl.DataFram
 
 
 def quality_rows(quality: pl.DataFrame) -> pl.DataFrame:
-    """Quality rows (:data:`~flows.engine.shards.QUALITY_SCHEMA`) with ISO-8601 times."""
+    """Quality rows (:data:`~flows.engine.schema.QUALITY_SCHEMA`) with ISO-8601 times."""
     return quality.with_columns(
         iso(WINDOW_START).alias(WINDOW_START),
         iso(WINDOW_END).alias(WINDOW_END),

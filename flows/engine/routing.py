@@ -1,90 +1,111 @@
-"""Key names that Bytewax spreads evenly over workers.
+"""Routing: one stamped batch of an analytic -> late events, per-shard updates and quality counts.
 
-Bytewax 0.21 routes a stateful key to worker ``siphash13(key) % workers``
-(Rust's ``DefaultHasher``: SipHash-1-3 with zero keys, over the key's bytes
-followed by ``0xff``). With naive names the spread is poor: shards "0".."3"
-all land on worker 0 of two. So keyed steps whose keys we choose (window
-shards, per-partition clocks) take their names from :func:`balanced_keys`,
-picked so that every worker count up to :data:`MAX_WORKERS` gets an even
-share. Placement only affects balance, never results: if Bytewax ever
-routes differently, the flow is still correct, just less even.
+Runs where the batch is (a stateless step per source batch): assign
+windows, split off late events, reduce what is on time (partial
+aggregates, or the raw rows a function needs) and send each shard its part
+together with the partition's watermark. Every shard hears every
+partition's watermark in partition order, because the watermark travels
+in-band with the data. A key's shard is a stable hash of its text
+(:func:`shard_of`); shard names come from :mod:`flows.engine.placement`.
 """
 
 from __future__ import annotations
 
-import functools
+import zlib
+from dataclasses import dataclass
+from typing import Sequence
 
-MAX_WORKERS = 16
-_MASK = (1 << 64) - 1
+import polars as pl
 
-
-def _rotl(x: int, bits: int) -> int:
-    return ((x << bits) | (x >> (64 - bits))) & _MASK
-
-
-def siphash13(data: bytes) -> int:
-    """SipHash-1-3 with zero keys, as Rust's ``DefaultHasher`` computes it."""
-    v0, v1, v2, v3 = 0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573
-
-    def sip_round() -> None:
-        nonlocal v0, v1, v2, v3
-        v0 = (v0 + v1) & _MASK
-        v1 = _rotl(v1, 13) ^ v0
-        v0 = _rotl(v0, 32)
-        v2 = (v2 + v3) & _MASK
-        v3 = _rotl(v3, 16) ^ v2
-        v0 = (v0 + v3) & _MASK
-        v3 = _rotl(v3, 21) ^ v0
-        v2 = (v2 + v1) & _MASK
-        v1 = _rotl(v1, 17) ^ v2
-        v2 = _rotl(v2, 32)
-
-    whole = len(data) - len(data) % 8
-    for start in range(0, whole, 8):
-        word = int.from_bytes(data[start : start + 8], "little")
-        v3 ^= word
-        sip_round()
-        v0 ^= word
-    last = ((len(data) & 0xFF) << 56) | int.from_bytes(data[whole:], "little")
-    v3 ^= last
-    sip_round()
-    v0 ^= last
-    v2 ^= 0xFF
-    for _ in range(3):
-        sip_round()
-    return v0 ^ v1 ^ v2 ^ v3
+from flows.engine.aggregate import Analytic, WindowedAggregate
+from flows.engine.lateness import MISSED, split_late
+from flows.engine.placement import balanced_keys
+from flows.engine.schema import QUALITY_COUNTS, StampedBatch
+from flows.engine.sessions import session_partials
+from flows.engine.windows import WINDOW_START, FixedWindow, SessionWindow
 
 
-def worker_of(key: str, workers: int) -> int:
-    """The worker Bytewax routes ``key`` to, out of ``workers``."""
-    return siphash13(key.encode() + b"\xff") % workers
+@dataclass(frozen=True)
+class ShardUpdate:
+    """What one source batch tells one shard: its rows and the partition's watermark."""
+
+    partition: str
+    rows: pl.DataFrame
+    watermark: int
+    idle: bool = False
+    read_at: float = 0.0
 
 
-@functools.lru_cache(maxsize=None)
-def balanced_keys(count: int, prefix: str = "s") -> tuple[str, ...]:
-    """``count`` key names, each placed where the workers are least loaded.
+@dataclass(frozen=True)
+class Routed:
+    """A source batch split for an analytic: late events, one update per shard, quality counts."""
 
-    Greedy and deterministic: for each new key, among candidate names
-    ``<prefix><n>``, take the one whose worker is least loaded summed over
-    every worker count from 2 to :data:`MAX_WORKERS`.
+    partition: str
+    late: pl.DataFrame
+    updates: list[tuple[str, ShardUpdate]]
+    tally: pl.DataFrame | None  # window_start, late, duplicates, dead_letters
 
-    >>> keys = balanced_keys(4)
-    >>> sorted(worker_of(k, 2) for k in keys), sorted(worker_of(k, 4) for k in keys)
-    ([0, 0, 1, 1], [0, 1, 2, 3])
+
+def shard_of(frame: pl.DataFrame, keys: Sequence[str], shards: int) -> pl.Series:
+    """Stable shard number of each row's key: CRC-32 of the key text, mod ``shards``.
+
+    CRC-32 is the same in every process, platform and library version, so a
+    key's state stays on one shard across workers and restarts. It is
+    computed once per distinct key in the frame. No keys: shard 0.
+
+    >>> shard_of(pl.DataFrame({"product_id": ["a", "b", "a"]}), ["product_id"], 16).to_list()
+    [3, 9, 3]
     """
-    loads = {w: [0] * w for w in range(2, MAX_WORKERS + 1)}
-    chosen: list[str] = []
-    candidate = 0
-    pool: list[tuple[str, dict[int, int]]] = []
-    while len(chosen) < count:
-        while len(pool) < 256:
-            name = f"{prefix}{candidate}"
-            digest = siphash13(name.encode() + b"\xff")
-            pool.append((name, {w: digest % w for w in loads}))
-            candidate += 1
-        best = min(range(len(pool)), key=lambda i: (sum(loads[w][pool[i][1][w]] for w in loads), i))
-        name, places = pool.pop(best)
-        for w, worker in places.items():
-            loads[w][worker] += 1
-        chosen.append(name)
-    return tuple(chosen)
+    if not keys:
+        return pl.Series("_shard", [0] * frame.height, dtype=pl.UInt32)
+    text = pl.col(keys[0]) if len(keys) == 1 else pl.concat_str([pl.col(k) for k in keys], separator="\x1f")
+    key_text = frame.select(text.fill_null("").alias("_key"))["_key"]
+    distinct = key_text.unique()
+    numbers = [zlib.crc32(key.encode()) % shards for key in distinct.to_list()]
+    lookup = pl.DataFrame({"_key": distinct, "_shard": pl.Series(numbers, dtype=pl.UInt32)})
+    return key_text.to_frame().join(lookup, on="_key", how="left", maintain_order="left")["_shard"]
+
+
+def route(batch: StampedBatch, spec: Analytic, shards: int) -> Routed:
+    """Split one stamped batch into late events, per-shard updates and quality counts."""
+    on_time, late = split_late(batch.events, spec.window)
+    if isinstance(spec, WindowedAggregate):
+        rows = session_partials(on_time, spec) if isinstance(spec.window, SessionWindow) else spec.partial(on_time)
+    else:
+        rows = on_time.select([*spec.needed, WINDOW_START] if not isinstance(spec.window, SessionWindow) else spec.needed)
+    by_shard: dict[int, pl.DataFrame] = {}
+    if rows.height:
+        rows = rows.with_columns(shard_of(rows, spec.keys, shards).alias("_shard"))
+        for (number,), part in rows.partition_by("_shard", as_dict=True).items():
+            by_shard[int(number)] = part.drop("_shard")
+    empty = rows.clear().drop("_shard", strict=False)
+    updates = [
+        (key, ShardUpdate(batch.partition, by_shard.get(number, empty), batch.watermark, batch.idle, batch.read_at))
+        for number, key in enumerate(balanced_keys(shards))
+    ]
+    tally = None if isinstance(spec.window, SessionWindow) else quality_tally(batch, late, spec.window)
+    return Routed(batch.partition, late, updates, tally)
+
+
+def quality_tally(batch: StampedBatch, late: pl.DataFrame, window: FixedWindow) -> pl.DataFrame | None:
+    """Late events, duplicates and dead letters of one batch, counted per window.
+
+    Late events count in every window they missed; duplicates in every
+    window their time falls in; dead letters (which have no time) in the
+    (latest) window of the partition's newest event when they arrived.
+    """
+    parts = []
+    if late.height:
+        parts.append(late.select(pl.col(MISSED).explode().alias(WINDOW_START), pl.lit("late").alias("kind")))
+    if batch.duplicates is not None and batch.duplicates.height:
+        assigned = window.assign(batch.duplicates.select("ts"))
+        parts.append(assigned.select(WINDOW_START, pl.lit("duplicates").alias("kind")))
+    if batch.dead_letters and batch.stream_time is not None:
+        start = (batch.stream_time // window.slide_ms) * window.slide_ms  # the latest window holding it
+        parts.append(pl.DataFrame({WINDOW_START: [start] * batch.dead_letters, "kind": ["dead_letters"] * batch.dead_letters}))
+    if not parts:
+        return None
+    counted = pl.concat(parts, how="vertical").group_by(WINDOW_START).agg(
+        (pl.col("kind") == kind).sum().cast(pl.Int64).alias(kind) for kind in QUALITY_COUNTS
+    )
+    return counted

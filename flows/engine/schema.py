@@ -20,6 +20,9 @@ from typing import Literal, Sequence
 
 import polars as pl
 
+from flows.engine.aggregate import EVENTS
+from flows.engine.windows import WINDOW_END, WINDOW_START
+
 EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
 EventType = pl.Enum(EVENT_TYPES)
 
@@ -145,3 +148,49 @@ def empty_events() -> pl.DataFrame:
 
 def empty_dead_letters() -> pl.DataFrame:
     return pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
+
+
+QUALITY_COUNTS = ("late", "duplicates", "dead_letters")
+
+
+@dataclass(frozen=True)
+class ClosedWindows:
+    """What a shard has just closed, and how far it has closed.
+
+    ``rows``: result rows (partial aggregates merged, with their ``events``,
+    or a function's output). ``counts``: a function's on-time events per
+    window (aggregates count theirs in ``rows``). Every window ending at or
+    before ``closed_until`` is final at this shard; ``watermark`` is the
+    minimum watermark that closed them. ``dropped``: events that reached a
+    window after it closed, per window (only possible after idleness).
+    ``read_at``: when the source batch whose progress released them was read
+    (wall-clock seconds; the earliest, if several; ``None`` at the end of
+    input), for latency figures.
+    """
+
+    rows: pl.DataFrame
+    closed_until: int
+    watermark: int = BEGINNING_OF_TIME
+    counts: pl.DataFrame | None = None
+    dropped: pl.DataFrame | None = None
+    read_at: float | None = None
+
+
+DROPPED = "dropped_after_idle"
+
+
+COUNT_COLUMNS = (EVENTS, *QUALITY_COUNTS, DROPPED)
+
+
+QUALITY_SCHEMA = pl.Schema(
+    {
+        WINDOW_START: pl.Int64,
+        WINDOW_END: pl.Int64,
+        "report": pl.String,
+        **{name: pl.Int64 for name in COUNT_COLUMNS},
+        "watermark": pl.Int64,
+        "watermark_lag_s": pl.Float64,
+        "reported_at": pl.Int64,
+    }
+)
+"""One quality row (engine form; outputs render times as ISO-8601)."""

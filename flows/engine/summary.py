@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.present import MICROS
+from flows.engine.money import MICROS
 
 _PRODUCT_SCHEMA = pl.Schema(
     {"product_id": pl.String, "revenue_micros": pl.Int64, "units": pl.Int64, "purchases": pl.Int64}

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from flows.engine.present import iso, money
+from flows.engine.money import money
+from flows.engine.present import iso
 from flows.engine.windows import WINDOW_START
 
 OUTPUT_SCHEMA = pl.Schema(

@@ -46,8 +46,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import LAST_TS
 from flows.engine.present import iso
-from flows.engine.schema import END_OF_TIME
-from flows.engine.shards import ClosedWindows
+from flows.engine.schema import END_OF_TIME, ClosedWindows
 
 OUTPUT_SCHEMA = pl.Schema(
     {

@@ -38,8 +38,9 @@ from bytewax.operators import StatefulBatchLogic
 from flows.engine.aggregate import Sum, WindowedAggregate
 from flows.engine.analytics.seasonal import SeriesConfig, SeriesState, as_floats
 from flows.engine.errors import DmpError
-from flows.engine.present import MICROS, iso, line_micros
-from flows.engine.shards import ClosedWindows
+from flows.engine.money import MICROS, line_micros
+from flows.engine.present import iso
+from flows.engine.schema import ClosedWindows
 from flows.engine.windows import WINDOW_START, TumblingWindow
 
 OVERALL = "*"

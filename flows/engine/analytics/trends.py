@@ -22,8 +22,9 @@ import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import Sum, WindowedAggregate
-from flows.engine.present import iso, line_micros, money
-from flows.engine.shards import ClosedWindows
+from flows.engine.money import line_micros, money
+from flows.engine.present import iso
+from flows.engine.schema import ClosedWindows
 from flows.engine.windows import WINDOW_START, FixedWindow
 
 OUTPUT_SCHEMA = pl.Schema(

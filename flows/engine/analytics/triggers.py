@@ -38,7 +38,8 @@ import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import LAST_TS, Sum, WindowedAggregate
-from flows.engine.present import iso, line_micros, money
+from flows.engine.money import line_micros, money
+from flows.engine.present import iso
 from flows.engine.windows import WINDOW_START, SlidingWindow
 
 CART_ABANDONED = "cart_abandoned"

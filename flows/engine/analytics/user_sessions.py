@@ -32,7 +32,8 @@ from __future__ import annotations
 import polars as pl
 
 from flows.engine.aggregate import LAST_TS, Distinct, Sum, WindowedAggregate
-from flows.engine.present import iso, line_micros, money, seconds
+from flows.engine.money import line_micros, money
+from flows.engine.present import iso, seconds
 from flows.engine.windows import WINDOW_START, SessionWindow
 
 OUTPUT_SCHEMA = pl.Schema(

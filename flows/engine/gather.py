@@ -1,0 +1,218 @@
+"""Gathering: what every shard closed -> complete windows, each emitted once, in order.
+
+:class:`WindowGather` (one key per analytic, fixed windows): once every
+shard has closed a window, emit all its rows together, exactly once, in
+window order, and a quality row for it. :class:`SessionGather` (sessions,
+when asked for): emit closed sessions in one deterministic order, for
+analytics that consume them in sequence.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import polars as pl
+from bytewax.operators import StatefulBatchLogic
+
+from flows.engine.aggregate import EVENTS, LAST_TS, Analytic, WindowedAggregate
+from flows.engine.errors import DmpError
+from flows.engine.placement import balanced_keys
+from flows.engine.schema import BEGINNING_OF_TIME, COUNT_COLUMNS, DROPPED, END_OF_TIME, ClosedWindows
+from flows.engine.state import split_closed
+from flows.engine.windows import WINDOW_END, WINDOW_START, FixedWindow
+
+
+@dataclass
+class GatherState:
+    """Snapshot of a gather step: each shard's progress, rows and counts not yet complete."""
+
+    progress: dict[str, int]
+    watermarks: dict[str, int]
+    pending: pl.DataFrame | None
+    counts: pl.DataFrame | None
+    closed_until: int
+
+
+GatherItem = tuple  # ("closed", shard, ClosedWindows) | ("tally", frame)
+
+
+class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
+    """Assembles complete windows from what every shard closed; emits each once.
+
+    Runs under one key per analytic. A window is complete when every shard
+    has closed it; then its rows from all shards go out together (a
+    :class:`ClosedWindows`), sorted by window and key, in window order,
+    followed by its quality row (a frame, see :data:`QUALITY_SCHEMA`):
+    on-time events, and the late events, duplicates and dead letters known
+    when it closed, marked ``report = "at_close"``. News about a window that
+    arrives after it closed (a very late event, or rows dropped after an
+    idle partition came back) goes out as an ``"after_close"`` row, so
+    summing a window's quality rows always reconciles with the other outputs.
+    """
+
+    def __init__(self, spec: Analytic, shards: int, resume: GatherState | None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.spec = spec
+        self.window: FixedWindow = spec.window  # type: ignore[assignment]
+        self.clock = clock
+        keys = balanced_keys(shards)
+        known = resume.progress if resume is not None else {}
+        self.progress = {key: known.get(key, BEGINNING_OF_TIME) for key in keys}
+        marks = resume.watermarks if resume is not None else {}
+        self.watermarks = {key: marks.get(key, BEGINNING_OF_TIME) for key in keys}
+        self.pending: list[pl.DataFrame] = [resume.pending] if resume is not None and resume.pending is not None else []
+        self.counts: list[pl.DataFrame] = [resume.counts] if resume is not None and resume.counts is not None else []
+        self.closed_until = resume.closed_until if resume is not None else BEGINNING_OF_TIME
+
+    def on_batch(self, values: list[GatherItem]) -> tuple[list[object], bool]:
+        read_at = []
+        for item in values:
+            if item[0] == "tally":
+                self.counts.append(_as_counts(item[1]))
+                continue
+            _, shard, closed = item
+            if shard not in self.progress:
+                msg = f"gather of {self.spec.name!r} got shard {shard!r}, not one of {sorted(self.progress)}"
+                raise DmpError(msg)
+            if closed.read_at is not None:
+                read_at.append(closed.read_at)
+            self.progress[shard] = max(self.progress[shard], closed.closed_until)
+            self.watermarks[shard] = max(self.watermarks[shard], closed.watermark)
+            if closed.rows.height:
+                self.pending.append(closed.rows)
+            if closed.counts is not None and closed.counts.height:
+                self.counts.append(_as_counts(closed.counts, EVENTS))
+            if closed.dropped is not None and closed.dropped.height:
+                self.counts.append(_as_counts(closed.dropped, DROPPED))
+        return self._emit(min(self.progress.values()), min(read_at, default=None)), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[object], bool]:
+        return self._emit(END_OF_TIME), StatefulBatchLogic.RETAIN
+
+    def _emit(self, until: int, read_at: float | None = None) -> list[object]:
+        out: list[object] = []
+        before, size = self.closed_until, self.window.size_ms
+        if until > before and self.pending:
+            rows = self.pending[0] if len(self.pending) == 1 else pl.concat(self.pending, how="vertical_relaxed")
+            done, rest = split_closed(rows, rows[WINDOW_START] + size, until)
+            self.pending = [rest] if rest.height else []
+            if done.height:
+                out.append(ClosedWindows(done.sort(self.spec.group), until, self._watermark(), read_at=read_at))
+                if isinstance(self.spec, WindowedAggregate):
+                    counts = done.group_by(WINDOW_START).agg(pl.col(EVENTS).sum())
+                    self.counts.append(_as_counts(counts, EVENTS))
+        self.closed_until = max(until, before)
+        if self.counts:
+            counts = self.counts[0] if len(self.counts) == 1 else pl.concat(self.counts, how="vertical")
+            done, rest = split_closed(counts, counts[WINDOW_START] + size, self.closed_until)
+            self.counts = [rest] if rest.height else []
+            if done.height:
+                old, fresh = split_closed(done, done[WINDOW_START] + size, before)
+                if fresh.height:
+                    out.append(self._quality(fresh, "at_close"))
+                if old.height:
+                    out.append(self._quality(old, "after_close"))
+        return out
+
+    def _watermark(self) -> int:
+        return min(self.watermarks.values())
+
+    def _quality(self, counts: pl.DataFrame, report: str) -> pl.DataFrame:
+        """Quality rows of windows (``report``: ``at_close`` or ``after_close``)."""
+        watermark = self._watermark()
+        known = watermark < END_OF_TIME and watermark > BEGINNING_OF_TIME
+        now_ms = int(self.clock() * 1000)
+        totals = counts.group_by(WINDOW_START).agg(pl.col(COUNT_COLUMNS).sum()).sort(WINDOW_START)
+        return totals.select(
+            WINDOW_START,
+            (pl.col(WINDOW_START) + self.window.size_ms).alias(WINDOW_END),
+            pl.lit(report).alias("report"),
+            *COUNT_COLUMNS,
+            pl.lit(watermark if known else None, pl.Int64).alias("watermark"),
+            pl.lit((now_ms - watermark) / 1000 if known else None, pl.Float64).alias("watermark_lag_s"),
+            pl.lit(now_ms, pl.Int64).alias("reported_at"),
+        )
+
+    def snapshot(self) -> GatherState:
+        pending = pl.concat(self.pending, how="vertical_relaxed") if self.pending else None
+        counts = pl.concat(self.counts, how="vertical") if self.counts else None
+        self.pending = [pending] if pending is not None else []
+        self.counts = [counts] if counts is not None else []
+        return GatherState(dict(self.progress), dict(self.watermarks), pending, counts, self.closed_until)
+
+
+@dataclass
+class SessionGatherState:
+    progress: dict[str, int]
+    pending: pl.DataFrame | None
+
+
+class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherState]):
+    """Closed sessions of every shard, released in one order that never depends on timing.
+
+    Runs under one key per analytic. A session closes at ``last_ts + 2 *
+    gap``, so once every shard has closed up to ``U``, every session closing
+    at or before ``U`` is here: they are released, sorted by (closing point,
+    keys, start), as a :class:`ClosedWindows` whose ``closed_until`` is
+    ``U``. Concatenated, the releases are the same sequence of sessions for
+    any batching, interleaving or worker count.
+    """
+
+    def __init__(self, spec: Analytic, shards: int, resume: SessionGatherState | None) -> None:
+        if not isinstance(spec, WindowedAggregate):
+            # A function's result rows need not carry their session's last event, which orders them.
+            msg = f"{spec.name!r}: only a WindowedAggregate's sessions can be gathered, not a function's"
+            raise DmpError(msg)
+        self.spec = spec
+        self.gap = spec.window.gap_ms  # type: ignore[union-attr]
+        known = resume.progress if resume is not None else {}
+        self.progress = {key: known.get(key, BEGINNING_OF_TIME) for key in balanced_keys(shards)}
+        self.pending: list[pl.DataFrame] = [resume.pending] if resume is not None and resume.pending is not None else []
+        self.closed_until = BEGINNING_OF_TIME
+
+    def on_batch(self, values: list[GatherItem]) -> tuple[list[ClosedWindows], bool]:
+        for _, shard, closed in values:
+            if shard not in self.progress:
+                msg = f"gather of {self.spec.name!r} got shard {shard!r}, not one of {sorted(self.progress)}"
+                raise DmpError(msg)
+            self.progress[shard] = max(self.progress[shard], closed.closed_until)
+            if closed.rows.height:
+                self.pending.append(closed.rows)
+        read_at = min((closed.read_at for _, _, closed in values if closed.read_at is not None), default=None)
+        return self._release(min(self.progress.values()), read_at), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[ClosedWindows], bool]:
+        return self._release(END_OF_TIME), StatefulBatchLogic.RETAIN
+
+    def _release(self, until: int, read_at: float | None = None) -> list[ClosedWindows]:
+        if until <= self.closed_until:
+            return []
+        self.closed_until = until
+        empty = self.spec.empty().with_columns(pl.lit(None, pl.Int64).alias(WINDOW_END))  # as shards send them
+        rows = pl.concat(self.pending, how="vertical") if self.pending else empty
+        done, rest = split_closed(rows, rows[LAST_TS] + 2 * self.gap, until)
+        self.pending = [rest] if rest.height else []
+        # Closing points are last_ts + 2 * gap: ordering by last_ts orders by close.
+        return [ClosedWindows(done.sort([LAST_TS, *self.spec.keys, WINDOW_START]), until, until, read_at=read_at)]
+
+    def snapshot(self) -> SessionGatherState:
+        pending = pl.concat(self.pending, how="vertical") if self.pending else None
+        self.pending = [pending] if pending is not None else []
+        return SessionGatherState(dict(self.progress), pending)
+
+
+def _as_counts(counts: pl.DataFrame, column: str | None = None) -> pl.DataFrame:
+    """Any per-window counts as rows of every count column (zeros elsewhere).
+
+    ``column`` names where a frame's ``events`` go (tallies already have theirs).
+    """
+    present = counts.columns
+    if column is not None:
+        counts = counts.rename({EVENTS: column})
+        present = [WINDOW_START, column]
+    return counts.select(
+        WINDOW_START,
+        *(pl.col(c).cast(pl.Int64) if c in present else pl.lit(0, pl.Int64).alias(c) for c in COUNT_COLUMNS),
+    )
