@@ -12,7 +12,6 @@ from polars.testing import assert_frame_equal
 from flows.engine.aggregate import Sum, WindowedAggregate, WindowedFunction
 from flows.engine.errors import DmpError, StateError
 from flows.engine.gather import WindowGather
-from flows.engine.lateness import split_late
 from flows.engine.placement import balanced_keys
 from flows.engine.routing import ShardUpdate, route, shard_of
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows, EventBatch, StampedBatch
@@ -82,7 +81,7 @@ def test_partition_watermark_resumes_from_its_snapshot():
 
 def test_events_whose_window_ended_at_or_before_their_watermark_are_late():
     events = pl.DataFrame({"ts": [59_999, 60_000, 119_000], "watermark": [60_000, 60_000, 60_000]})
-    on_time, late = split_late(events, TumblingWindow(MINUTE))
+    on_time, late = TumblingWindow(MINUTE).split_late(events)
     assert late["ts"].to_list() == [59_999]  # its window [0, 60s) ends exactly at the watermark
     assert on_time["ts"].to_list() == [60_000, 119_000]
 
@@ -217,7 +216,7 @@ def test_an_event_belongs_to_every_sliding_window_covering_it():
 def test_a_sliding_event_counts_in_the_windows_it_is_on_time_for_and_names_the_ones_it_missed():
     # ts 90s is in [-3m, 2m) ... [1m, 6m); the watermark 3m has passed the ends of the first two.
     events = pl.DataFrame({"event_id": ["e"], "ts": [90_000], "watermark": [3 * MINUTE]})
-    on_time, late = split_late(events, SLIDING)
+    on_time, late = SLIDING.split_late(events)
     assert sorted(on_time["window_start"].to_list()) == [-MINUTE, 0, MINUTE]
     assert late.select("event_id", "missed", "window_start", "window_end").rows() == [
         ("e", [-3 * MINUTE, -2 * MINUTE], -3 * MINUTE, 2 * MINUTE)
@@ -263,7 +262,7 @@ def test_events_exactly_a_gap_apart_are_separate_sessions():
 
 def test_an_event_is_late_for_sessions_when_its_time_plus_the_gap_has_passed_the_watermark():
     events = session_events([("u", 5_000), ("u", 5_001)], watermark=15_000)
-    on_time, late = split_late(events, SessionWindow(GAP))
+    on_time, late = SessionWindow(GAP).split_late(events)
     assert on_time["ts"].to_list() == [5_001] and late["ts"].to_list() == [5_000]
     assert late.select("window_start", "window_end").rows() == [(5_000, 15_000)]
 

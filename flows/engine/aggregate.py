@@ -31,10 +31,9 @@ from typing import Callable, Literal, Mapping, Sequence, Union
 
 import polars as pl
 
-from flows.engine.windows import WINDOW_START, SessionWindow, TumblingWindow, Window  # noqa: F401 - doctest
+from flows.engine.windows import LAST_TS, WINDOW_START, TumblingWindow, Window  # noqa: F401 - doctest
 
 EVENTS = "events"
-LAST_TS = "last_ts"  # sessions: the time of their last event
 
 AggKind = Literal["sum", "count", "min", "max", "distinct"]
 
@@ -102,13 +101,14 @@ def Distinct(expr: pl.Expr, limit: int | None = None) -> Agg:  # noqa: N802
 class _Keyed:
     """What both kinds of analytic share: keys, a window, and whether results are gathered."""
 
+    name: str
     keys: tuple[str, ...]
     window: Window
     gather: bool | None
 
     @property
     def gathers(self) -> bool:
-        return self.gather if self.gather is not None else not isinstance(self.window, SessionWindow)
+        return self.gather if self.gather is not None else self.window.gathers_by_default
 
     @property
     def group(self) -> list[str]:
@@ -132,6 +132,7 @@ class WindowedAggregate(_Keyed):
     window: Window
     measures: Mapping[str, Union[Agg, pl.Expr]]
     gather: bool | None = None
+    results_carry_last_ts = True  # sessions' rows carry their last event's time, which orders them
 
     @property
     def aggs(self) -> dict[str, Agg]:
@@ -139,20 +140,10 @@ class WindowedAggregate(_Keyed):
         aggs[EVENTS] = Count()
         return aggs
 
-
     def partial(self, rows: pl.DataFrame, group: Sequence[str] | None = None) -> pl.DataFrame:
         """Reduce each measure of ``rows`` (events with their window) per window and key."""
         by = list(group) if group is not None else self.group
         return rows.group_by(by).agg(agg.partial().alias(name) for name, agg in self.aggs.items())
-
-    def merge(self, partials: Sequence[pl.DataFrame], group: Sequence[str] | None = None) -> pl.DataFrame:
-        """Combine partial aggregates of the same windows and keys."""
-        frames = [frame for frame in partials if frame.height]
-        if not frames:
-            return self.empty()
-        if len(frames) == 1:
-            return frames[0]
-        return self.combine(pl.concat(frames, how="vertical"), group)
 
     def combine(self, rows: pl.DataFrame, group: Sequence[str] | None = None) -> pl.DataFrame:
         """Merge partial aggregates in one frame that may repeat a window and key."""
@@ -161,10 +152,36 @@ class WindowedAggregate(_Keyed):
 
     def empty(self) -> pl.DataFrame:
         schema: dict[str, pl.DataType] = {WINDOW_START: pl.Int64(), **{k: pl.String() for k in self.keys}}
-        if isinstance(self.window, SessionWindow):
-            schema[LAST_TS] = pl.Int64()
+        schema.update({column: pl.Int64() for column in self.window.held_columns})
         schema.update({name: agg.dtype for name, agg in self.aggs.items()})
         return pl.DataFrame(schema=schema)
+
+    # -- what the engine asks of an analytic ------------------------------------------
+    def reduce(self, on_time: pl.DataFrame) -> pl.DataFrame:
+        """One batch's on-time rows -> what its shards hold: partial aggregates."""
+        return self.window.reduce(self, on_time)
+
+    def compact(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Rows of fixed windows held in state, merged per window and key."""
+        return self.combine(rows)
+
+    def merge_sessions(self, touched: list[pl.DataFrame]) -> pl.DataFrame:
+        """Open partial sessions of some keys, with new ones, merged into sessions."""
+        from flows.engine.sessions import merge_sessions
+
+        return merge_sessions(touched, self)
+
+    def results(self, done: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        """Closed rows -> (result rows, on-time counts per window if separate; aggregates count in their rows)."""
+        return self.window.with_end(done if done is not None else self.empty()), None
+
+    def counts(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """On-time events per window of some held rows."""
+        return rows.group_by(WINDOW_START).agg(pl.col(EVENTS).sum())
+
+    def emitted_counts(self, done: pl.DataFrame) -> pl.DataFrame | None:
+        """On-time events per window of complete result rows (their ``events`` column)."""
+        return self.counts(done)
 
 
 @dataclass(frozen=True)
@@ -182,11 +199,38 @@ class WindowedFunction(_Keyed):
     columns: tuple[str, ...]
     function: Callable[[pl.DataFrame], pl.DataFrame]
     gather: bool | None = None
-
+    results_carry_last_ts = False
 
     @property
     def needed(self) -> list[str]:
         return list(dict.fromkeys(["ts", *self.keys, *self.columns]))
+
+    # -- what the engine asks of an analytic ------------------------------------------
+    def reduce(self, on_time: pl.DataFrame) -> pl.DataFrame:
+        """One batch's on-time rows -> what its shards hold: the columns the function needs."""
+        return on_time.select(self.window.raw_columns(self.needed))
+
+    def compact(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows  # raw events: nothing to merge
+
+    def merge_sessions(self, touched: list[pl.DataFrame]) -> pl.DataFrame:
+        """Raw events of some keys numbered into sessions again."""
+        from flows.engine.sessions import sessions_of_events
+
+        events = pl.concat([frame.drop(WINDOW_START, LAST_TS, strict=False) for frame in touched], how="vertical")
+        return sessions_of_events(events, self.keys, self.window.gap_ms)  # type: ignore[union-attr]
+
+    def results(self, done: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+        if done is None:
+            return pl.DataFrame(), None
+        counts = self.counts(done) if self.gathers else None
+        return self.function(self.window.with_end(done)), counts
+
+    def counts(self, rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.group_by(WINDOW_START).agg(pl.len().cast(pl.Int64).alias(EVENTS))
+
+    def emitted_counts(self, done: pl.DataFrame) -> pl.DataFrame | None:
+        return None  # a function's on-time counts came from the shards, with its raw rows
 
 
 Analytic = Union[WindowedAggregate, WindowedFunction]

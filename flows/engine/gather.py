@@ -16,7 +16,7 @@ from typing import Callable
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import EVENTS, LAST_TS, Analytic, WindowedAggregate
+from flows.engine.aggregate import EVENTS, LAST_TS, Analytic
 from flows.engine.errors import DmpError
 from flows.engine.placement import balanced_keys
 from flows.engine.schema import BEGINNING_OF_TIME, COUNT_COLUMNS, DROPPED, END_OF_TIME, ClosedWindows
@@ -51,6 +51,8 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
     idle partition came back) goes out as an ``"after_close"`` row, so
     summing a window's quality rows always reconciles with the other outputs.
     """
+
+    STEP = "gather_windows"
 
     def __init__(self, spec: Analytic, shards: int, resume: GatherState | None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -100,8 +102,8 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
             self.pending = [rest] if rest.height else []
             if done.height:
                 out.append(ClosedWindows(done.sort(self.spec.group), until, self._watermark(), read_at=read_at))
-                if isinstance(self.spec, WindowedAggregate):
-                    counts = done.group_by(WINDOW_START).agg(pl.col(EVENTS).sum())
+                counts = self.spec.emitted_counts(done)
+                if counts is not None:
                     self.counts.append(_as_counts(counts, EVENTS))
         self.closed_until = max(until, before)
         if self.counts:
@@ -160,8 +162,11 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
     any batching, interleaving or worker count.
     """
 
-    def __init__(self, spec: Analytic, shards: int, resume: SessionGatherState | None) -> None:
-        if not isinstance(spec, WindowedAggregate):
+    STEP = "gather_sessions"
+
+    def __init__(self, spec: Analytic, shards: int, resume: SessionGatherState | None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not spec.results_carry_last_ts:
             # A function's result rows need not carry their session's last event, which orders them.
             msg = f"{spec.name!r}: only a WindowedAggregate's sessions can be gathered, not a function's"
             raise DmpError(msg)

@@ -27,13 +27,11 @@ from bytewax.outputs import Sink
 
 from flows.engine.aggregate import Analytic
 from flows.engine.decode import decode_batch
-from flows.engine.gather import SessionGather, WindowGather
 from flows.engine.routing import route
 from flows.engine.schema import DEFAULT_PARTITION, ClosedWindows, EventBatch, RawBatch, StampedBatch
 from flows.engine.shards import WindowShard
 from flows.engine.summary import RunSummary, Tally
 from flows.engine.watermark import PartitionWatermark
-from flows.engine.windows import SessionWindow
 
 
 def as_raw_batch(item: Any) -> RawBatch:
@@ -195,15 +193,13 @@ def window(
     if not spec.gathers:
         return Windowed(op.filter("closed_rows", closed, lambda kv: kv[1].rows.height > 0), late, _nothing(late))
     shard_news = op.map("shard_news", closed, lambda kv: (spec.name, ("closed", kv[0], kv[1])))
-    if isinstance(spec.window, SessionWindow):
-        ordered = op.stateful_batch(
-            "gather_sessions", shard_news, lambda resume: _observed(observe, SessionGather(spec, shards, resume))
-        )
-        return Windowed(ordered, late, _nothing(late))  # empty releases too: they carry progress
-    tallies = op.filter_map("tallies", routed, lambda r: (spec.name, ("tally", r.tally)) if r.tally is not None else None)
-    news = op.merge("news", shard_news, tallies)
-    gathered = op.stateful_batch(
-        "gather_windows", news, lambda resume: _observed(observe, WindowGather(spec, shards, resume, clock))
+    if spec.window.counts_quality:  # fixed windows: quality counts travel with the shards' news
+        tallies = op.filter_map("tallies", routed, lambda r: (spec.name, ("tally", r.tally)) if r.tally is not None
+                                else None)
+        shard_news = op.merge("news", shard_news, tallies)
+    gatherer = spec.window.gatherer
+    gathered = op.stateful_batch(  # sessions: empty releases too, they carry progress
+        gatherer.STEP, shard_news, lambda resume: _observed(observe, gatherer(spec, shards, resume, clock))
     )
     split = op.branch("results_or_quality", gathered, lambda kv: isinstance(kv[1], ClosedWindows))
     return Windowed(split.trues, late, split.falses)

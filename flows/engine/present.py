@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from flows.engine.lateness import MISSED
-from flows.engine.windows import WINDOW_END, WINDOW_START, SessionWindow, SlidingWindow, Window
+from flows.engine.windows import MISSED, WINDOW_END, WINDOW_START, SessionWindow, SlidingWindow, Window
 
 
 def iso(column: str | pl.Expr, *, millis: bool = False) -> pl.Expr:

@@ -17,12 +17,10 @@ from typing import Sequence
 
 import polars as pl
 
-from flows.engine.aggregate import Analytic, WindowedAggregate
-from flows.engine.lateness import MISSED, split_late
+from flows.engine.aggregate import Analytic
 from flows.engine.placement import balanced_keys
 from flows.engine.schema import QUALITY_COUNTS, StampedBatch
-from flows.engine.sessions import session_partials
-from flows.engine.windows import WINDOW_START, FixedWindow, SessionWindow
+from flows.engine.windows import MISSED, WINDOW_START, FixedWindow
 
 
 @dataclass(frozen=True)
@@ -68,11 +66,8 @@ def shard_of(frame: pl.DataFrame, keys: Sequence[str], shards: int) -> pl.Series
 
 def route(batch: StampedBatch, spec: Analytic, shards: int) -> Routed:
     """Split one stamped batch into late events, per-shard updates and quality counts."""
-    on_time, late = split_late(batch.events, spec.window)
-    if isinstance(spec, WindowedAggregate):
-        rows = session_partials(on_time, spec) if isinstance(spec.window, SessionWindow) else spec.partial(on_time)
-    else:
-        rows = on_time.select([*spec.needed, WINDOW_START] if not isinstance(spec.window, SessionWindow) else spec.needed)
+    on_time, late = spec.window.split_late(batch.events)
+    rows = spec.reduce(on_time)
     by_shard: dict[int, pl.DataFrame] = {}
     if rows.height:
         rows = rows.with_columns(shard_of(rows, spec.keys, shards).alias("_shard"))
@@ -83,7 +78,7 @@ def route(batch: StampedBatch, spec: Analytic, shards: int) -> Routed:
         (key, ShardUpdate(batch.partition, by_shard.get(number, empty), batch.watermark, batch.idle, batch.read_at))
         for number, key in enumerate(balanced_keys(shards))
     ]
-    tally = None if isinstance(spec.window, SessionWindow) else quality_tally(batch, late, spec.window)
+    tally = quality_tally(batch, late, spec.window) if spec.window.counts_quality else None  # type: ignore[arg-type]
     return Routed(batch.partition, late, updates, tally)
 
 

@@ -21,12 +21,12 @@ from typing import Sequence
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import EVENTS, LAST_TS, Analytic, WindowedAggregate
+from flows.engine.aggregate import Analytic
 from flows.engine.errors import DmpError, StateError
 from flows.engine.routing import ShardUpdate
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows
 from flows.engine.state import open_state, split_closed
-from flows.engine.windows import WINDOW_END, WINDOW_START, SessionWindow, Window
+from flows.engine.windows import Window
 
 
 @dataclass
@@ -93,24 +93,19 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
         return min(active) if active else max(self.watermarks.values())
 
     def _take(self, rows: pl.DataFrame) -> None:
-        if not isinstance(self.window, SessionWindow) and self.closed_until > BEGINNING_OF_TIME:
+        if self.closed_until > BEGINNING_OF_TIME:
             # A window that already closed can only get rows after a partition
             # was left out as idle and came back with old events: count them.
-            ends = rows[WINDOW_START] + self.window.size_ms
-            if ends.min() <= self.closed_until:
+            ends = self.window.already_closed(rows, self.closed_until)
+            if ends is not None:
                 late_rows, rows = split_closed(rows, ends, self.closed_until)
-                self.dropped.append(self._counts(late_rows))
+                self.dropped.append(self.spec.counts(late_rows))
         if rows.height:
             self.state.add(rows)
 
     # -- closing ----------------------------------------------------------------------
     def _close(self, watermark: int, read_at: float | None = None) -> list[ClosedWindows]:
-        if watermark >= END_OF_TIME:
-            until = END_OF_TIME
-        elif isinstance(self.window, SessionWindow):
-            until = watermark
-        else:
-            until = self.window.closed_until(watermark)
+        until = END_OF_TIME if watermark >= END_OF_TIME else self.window.closed_until(watermark)
         if until <= self.closed_until and not self.dropped:
             return []
         done = self.state.close(until)
@@ -118,30 +113,11 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
             self.closed_until = max(until, self.closed_until)
             return []  # sessions: nothing closed, and nobody waits for progress
         self.closed_until = max(until, self.closed_until)
-        rows, counts = self._results(done)
+        rows, counts = self.spec.results(done)
         dropped = pl.concat(self.dropped, how="vertical") if self.dropped else None
         self.dropped = []
         # Fixed windows: emitted even when empty, the gather step needs every shard's progress.
         return [ClosedWindows(rows, self.closed_until, watermark, counts, dropped, read_at)]
-
-    def _results(self, done: pl.DataFrame | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        if isinstance(self.spec, WindowedAggregate):
-            # The rows carry their event counts; the gather step adds them up once.
-            rows = done if done is not None else self.spec.empty()
-            if isinstance(self.window, SessionWindow):
-                rows = rows.with_columns((pl.col(LAST_TS) + self.window.gap_ms).alias(WINDOW_END))
-            return rows, None
-        if done is None:
-            return pl.DataFrame(), None
-        counts = self._counts(done) if self.spec.gathers else None
-        if isinstance(self.window, SessionWindow):
-            done = done.with_columns((pl.col(LAST_TS) + self.window.gap_ms).alias(WINDOW_END))
-        return self.spec.function(done), counts
-
-    def _counts(self, rows: pl.DataFrame) -> pl.DataFrame:
-        if isinstance(self.spec, WindowedAggregate):
-            return rows.group_by(WINDOW_START).agg(pl.col(EVENTS).sum())
-        return rows.group_by(WINDOW_START).agg(pl.len().cast(pl.Int64).alias(EVENTS))
 
     def snapshot(self) -> ShardState:
         return ShardState(self.shards, dict(self.watermarks), set(self.idle), self.state.held(), self.closed_until)

@@ -22,10 +22,9 @@ from typing import Sequence
 
 import polars as pl
 
-from flows.engine.aggregate import LAST_TS, Analytic, WindowedAggregate
+from flows.engine.aggregate import LAST_TS, Analytic
 from flows.engine.schema import END_OF_TIME
-from flows.engine.sessions import merge_sessions, sessions_of_events
-from flows.engine.windows import WINDOW_START, FixedWindow, SessionWindow
+from flows.engine.windows import WINDOW_START, FixedWindow
 
 # Merge pending rows once they outgrow this many (or what is held, for fixed
 # windows; twice that for sessions, whose merges cost more).
@@ -100,9 +99,7 @@ class FixedWindows:
                 self.windows[start] = [merged]  # type: ignore[index]
 
     def _merge(self, rows: pl.DataFrame) -> pl.DataFrame:
-        if isinstance(self.spec, WindowedAggregate):
-            return self.spec.combine(rows)
-        return rows  # raw events: nothing to merge
+        return self.spec.compact(rows)
 
     def close(self, until: int) -> pl.DataFrame | None:
         """Take out every window ending at or before ``until``, merged."""
@@ -176,11 +173,7 @@ class Sessions:
             keys = pending.select(self.keys).unique()
             touched.append(self.open.join(keys, on=self.keys, how="semi"))
             untouched.append(self.open.join(keys, on=self.keys, how="anti"))
-        if isinstance(self.spec, WindowedAggregate):
-            merged = merge_sessions(touched, self.spec)
-        else:  # raw events: number the touched keys' events into sessions again
-            events = pl.concat([frame.drop(WINDOW_START, LAST_TS, strict=False) for frame in touched], how="vertical")
-            merged = sessions_of_events(events, self.keys, self.gap)
+        merged = self.spec.merge_sessions(touched)
         self.open = pl.concat([*untouched, merged.select(untouched[0].columns) if untouched else merged],
                               how="vertical")
 
@@ -211,6 +204,4 @@ class Sessions:
 
 def open_state(spec: Analytic, held: pl.DataFrame | None = None) -> FixedWindows | Sessions:
     """The state shape of an analytic's window kind, holding ``held`` (from a snapshot)."""
-    if isinstance(spec.window, SessionWindow):
-        return Sessions(spec, held)
-    return FixedWindows(spec, held)
+    return spec.window.open_state(spec, held)
