@@ -38,7 +38,7 @@ WINDOW = timedelta(minutes=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def consume_all(bootstrap: str, on_batch) -> int:  # noqa: ANN001
+def consume_all(bootstrap: str, on_batch) -> int:
     """Read the whole topic with one consumer per partition's worth of assignment; return messages."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -110,7 +110,8 @@ def per_event(bootstrap: str) -> float:
     totals = fold_window("trends", keyed, clock, TumblingWindower(WINDOW, EPOCH), lambda: [0] * TREND_SLOTS,
                          add_to_trend, merge)
     out = op.map("to_message", totals.down,
-                 lambda kv: KafkaSinkMessage(kv[0].encode(), json.dumps({"window": kv[1][0], "totals": kv[1][1]}).encode()))
+                 lambda kv: KafkaSinkMessage(kv[0].encode(),
+                                             json.dumps({"window": kv[1][0], "totals": kv[1][1]}).encode()))
     op.output("write", out, KafkaSink([bootstrap], "bench-per-event.trends"))
     started = time.perf_counter()
     run_main(flow)
@@ -159,7 +160,7 @@ def main() -> None:
             seconds = run_child(__file__, name, "--bootstrap", broker.bootstrap)["seconds"]
             rates[name] = args.events / seconds
             print(f"  {name:<34} {seconds:8.2f} s {rates[name]:>12,.0f} events/s", flush=True)
-    a, b, c, d = rates.values()
+    _a, b, c, d = rates.values()
     print(f"  (c) / (b)  {c / b:6.0%}   (target >= 70%)")
     print(f"  (c) / (d)  {c / d:6.1f}x  (target >= 10x)")
 

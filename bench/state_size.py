@@ -64,9 +64,10 @@ import pickle
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import bytewax.operators as op
 import polars as pl
@@ -78,12 +79,13 @@ from bytewax.testing import run_main
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.engine.aggregate import Analytic, Sum, WindowedAggregate  # noqa: E402
+from flows.engine.aggregate import Sum, WindowedAggregate, WindowSpec  # noqa: E402
 from flows.engine.analytics.trends import trends_aggregate  # noqa: E402
-from flows.engine.config import SimSettings, parse_utc_ms  # noqa: E402
+from flows.engine.config import SimSettings  # noqa: E402
 from flows.engine.gather import WindowGather  # noqa: E402
 from flows.engine.operators import decode, decoder, stamp_event_time, window  # noqa: E402
 from flows.engine.schema import ClosedWindows  # noqa: E402
+from flows.engine.setting import instant  # noqa: E402
 from flows.engine.shards import WindowShard  # noqa: E402
 from flows.engine.sources import ReadAheadSource, SimSource  # noqa: E402
 from flows.engine.sources.simulator import daily_cycle  # noqa: E402
@@ -93,12 +95,12 @@ from flows.engine.windows import SessionWindow, SlidingWindow, TumblingWindow  #
 LATENESS_MS = 30_000
 SESSION_GAP_MS = 1_800_000
 START = "2024-01-01T19:00:00Z"  # the peak of the simulator's daily cycle (see the docstring)
-START_MS = parse_utc_ms(START)
+START_MS = instant(START)
 EVENT_FIELDS = ("event_id",)
 MB = 1 << 20
 
 
-def analytics() -> list[Analytic]:
+def analytics() -> list[WindowSpec]:
     """The three analytics measured side by side."""
     tumbling = trends_aggregate(TumblingWindow(60_000))
     sliding = dataclasses.replace(trends_aggregate(SlidingWindow(300_000, 60_000)), name="trends_sliding")
@@ -263,7 +265,7 @@ class _DiscardPartition(StatelessSinkPartition):
         pass
 
 
-def build(sim: SimSettings, specs: Sequence[Analytic], shards: int, probe: Probe) -> Dataflow:
+def build(sim: SimSettings, specs: Sequence[WindowSpec], shards: int, probe: Probe) -> Dataflow:
     """The measured flow: simulator -> decode -> stamp -> every analytic -> discard."""
     source = ReadAheadSource(UntilStopped(SimSource(sim), probe.stop), decoder(EVENT_FIELDS), 2)
     partitions = source.partitions()

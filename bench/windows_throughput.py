@@ -201,7 +201,8 @@ def main() -> None:
     measured: dict[tuple[str, str], dict] = {}
     for kind in args.kinds:
         for engine, runs in zip(ENGINES, (args.runs, 1)):  # a per-event run takes a minute or more
-            done = sorted((run_child(__file__, kind, engine, "--path", str(path)) for _ in range(runs)), key=lambda r: r["seconds"])
+            done = sorted((run_child(__file__, kind, engine, "--path", str(path)) for _ in range(runs)),
+                          key=lambda r: r["seconds"])
             median = done[len(done) // 2]
             measured[kind, engine] = {**median, "rate": args.events / median["seconds"]}
             seconds = ", ".join(f"{r['seconds']:.2f}" for r in done)

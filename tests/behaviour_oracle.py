@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Sequence
 
 from tests import window_oracle as oracle
 

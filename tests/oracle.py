@@ -16,7 +16,7 @@ engine (no engine function is reused here except output formatting):
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -139,16 +139,13 @@ def expected(
         "units",
         "purchases",
     )
-    missed = []
-    if slide_ms != window_ms:
-        missed = [pl.col("missed").list.eval(iso(pl.element())).alias("missed_windows")]
     late_rows = late.select(
         "event_id",
         iso("ts", millis=True).alias("ts"),
         "product_id",
-        iso("start").alias("window_start"),
-        iso(pl.col("start") + window_ms).alias("window_end"),
-        *missed,
+        iso("start", millis=True).alias("window_start"),
+        iso(pl.col("start") + window_ms, millis=True).alias("window_end"),
+        pl.col("missed").list.eval(iso(pl.element(), millis=True)).alias("missed_windows"),
         iso("watermark", millis=True).alias("watermark"),
         "partition",
     )

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from flows.engine.analytics.leaderboard import leaderboard, top_n
-from flows.engine.analytics.trends import TrendChange, compare_with_previous, trends_aggregate
+from flows.engine.analytics.leaderboard import LEADERBOARD, leaderboard, top_n
+from flows.engine.analytics.trends import TRENDS, TrendChange, compare_with_previous, trends_aggregate
 from flows.engine.money import money
 from flows.engine.schema import ClosedWindows
 from flows.engine.windows import TumblingWindow
@@ -60,6 +60,7 @@ def test_trend_change_compares_consecutive_windows_closed_together():
         pl.lit(0, pl.Int64).alias(c) for c in ("carts", "removes", "units")
     )
     (out,), _ = logic.on_batch([ClosedWindows(closed, 2 * MINUTE)])
+    out = TRENDS.to_json(out)
     assert out.select("window_start", "trend", "revenue_change").rows() == [
         ("1970-01-01T00:00:00Z", "new", 0.0),
         ("1970-01-01T00:01:00Z", "up", 5.0),
@@ -127,4 +128,5 @@ def test_leaderboard_rows_show_money_and_window_times():
             "purchases": [1, 1],
         }
     )
-    assert_frame_equal(leaderboard(rows, 5, MINUTE), expected)
+    assert_frame_equal(LEADERBOARD.to_json(leaderboard(rows, 5, MINUTE)), expected)
+    assert leaderboard(rows, 5, MINUTE).schema == LEADERBOARD.schema  # typed: times are UTC datetimes

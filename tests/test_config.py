@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.engine.config import VARIABLES, Settings, markdown_table, parse_duration_ms
+from flows.engine.config import KafkaSettings, Settings, SimSettings, declared, groups, markdown_table
 from flows.engine.errors import ConfigError
+from flows.engine.setting import duration
 from flows.engine.windows import SlidingWindow, TumblingWindow
 
 
@@ -95,7 +96,7 @@ def test_every_variable_is_read():
         "DMP_SIM_ANOMALIES": "true",
         "DMP_SIM_ANOMALY_AFTER": "2d",
     }
-    assert {v.name for v in VARIABLES} == set(env)
+    assert {s.env for s in declared()} == set(env)
     s = Settings.from_env(env)
     assert (s.source, s.input, s.input_format, s.out_dir, s.out_format) == (
         "file", "data/*.jsonl", "csv", Path("/tmp/x"), "parquet")
@@ -201,11 +202,41 @@ def test_other_variables_are_ignored():
     ("text", "ms"), [("0", 0), ("500ms", 500), ("30s", 30_000), ("1m", 60_000), ("1h30m", 5_400_000), ("2d", 172_800_000)]
 )
 def test_durations(text, ms):
-    assert parse_duration_ms(text) == ms
+    assert duration(text) == ms
 
 
 def test_the_readme_table_lists_every_variable():
     table = markdown_table()
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert table in readme, "regenerate it: python -m flows.engine.config"
-    assert all(f"`{v.name}`" in table for v in VARIABLES)
+    assert all(f"`{s.env}`" in table for s in declared())
+
+
+def test_every_default_parses_to_the_value_the_settings_hold():
+    settings = Settings()
+    holders = {Settings: settings, SimSettings: settings.sim, KafkaSettings: settings.kafka}
+    for group in groups():
+        holder = holders.get(group) or settings.group(group)
+        for declared_setting in group.declared():
+            text = declared_setting.default_text
+            expected = declared_setting.parse(text) if text else getattr(group(), declared_setting.attr)
+            assert getattr(holder, declared_setting.attr) == expected, declared_setting.env
+    assert len({s.env for s in declared()}) == len(declared()), "a variable is declared twice"
+
+
+def test_settings_of_an_analytic_read_flat_and_by_group():
+    from flows.engine.analytics.trends import TrendSettings
+
+    settings = Settings(window_ms=120_000, top_n=3)
+    assert settings.group(TrendSettings) == TrendSettings(window_ms=120_000, top_n=3)
+    assert (settings.window_ms, settings.top_n) == (120_000, 3)
+    assert settings.replace(top_n=4).group(TrendSettings).top_n == 4
+    with pytest.raises(TypeError, match="did you mean top_n"):
+        Settings(top_m=3)
+
+
+def test_the_readme_stream_table_is_the_registry_s():
+    from flows.engine.analytics.registry import markdown_table as stream_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert stream_table() in readme, "regenerate it: see flows.engine.analytics.registry.markdown_table"

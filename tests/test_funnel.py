@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from flows.engine.analytics.funnel import OUTPUT_SCHEMA, STAGE_SCHEMA, funnel_function, funnel_rows
+from flows.engine.analytics.funnel import FUNNEL, STAGE_SCHEMA, funnel_function
+from flows.engine.analytics.funnel import funnel_rows as typed_funnel_rows
 from flows.engine.decode import decode_batch
 from flows.engine.sources import FileSource, source_partitions
 from flows.engine.testing import batches, interleave, run, windowed_flow
@@ -32,6 +33,14 @@ from tests import window_oracle
 HOUR = 3_600_000
 BASE_MS = 1_709_280_000_000  # 2024-03-01T08:00:00Z
 DATA = Path(__file__).resolve().parent / "data" / "rees46-2019-oct-sample.csv"
+
+
+OUTPUT_SCHEMA = FUNNEL.rendered_schema
+
+
+def funnel_rows(stages: pl.DataFrame, window_ms: int) -> pl.DataFrame:
+    """The funnel's rows as JSON Lines show them (ISO-8601 window times)."""
+    return FUNNEL.to_json(typed_funnel_rows(stages, window_ms))
 
 
 def funnel(*events: tuple, window_ms: int = HOUR) -> pl.DataFrame:

@@ -8,8 +8,8 @@ counted in ``quality`` as ``dropped_after_idle`` instead of merged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 import polars as pl
 import pytest

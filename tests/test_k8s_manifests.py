@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.engine.config import VARIABLES, Settings
+from flows.engine.config import Settings, declared
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
@@ -237,7 +237,7 @@ def test_dmp_settings_in_the_manifests_are_accepted(directory):
 
 
 def test_every_dmp_variable_named_in_k8s_and_the_ops_guide_exists():
-    known = {var.name for var in VARIABLES}
+    known = {s.env for s in declared()}
     texts = [path.read_text() for path in K8S.rglob("*") if path.is_file()]
     texts.append(OPS_GUIDE.read_text())
     for text in texts:

@@ -17,7 +17,9 @@ import polars as pl
 import pytest
 
 from flows import dmp
+from flows.engine.analytics import registry
 from flows.engine.config import Settings, SimSettings
+from flows.engine.counts import Counts
 from flows.engine.monitor import TOTAL, Figures, Report, TotalMonitor, WorkerMonitor, monitoring_row, total
 from flows.engine.testing import CapturedOutputs, run
 from tests.test_cli import ROOT, env, free_port
@@ -34,12 +36,13 @@ class Clock:
 def test_a_worker_reports_every_interval_and_zeros_when_quiet():
     clock = Clock(100.2)
     logic = WorkerMonitor(10.0, None, clock)
-    out, _ = logic.on_batch([Report("3", 100.2, records=7, events=6, dead_letters=1, latencies=(0.5,)),
-                             Report("3", 101.0, late=2, watermarks=(("p", 95_000),))])
+    out, _ = logic.on_batch([Report("3", 100.2, Counts(records=7, events=6, dead_letters=1), latencies=(0.5,)),
+                             Report("3", 101.0, Counts(late=2), watermarks=(("p", 95_000),))])
     assert out == [] and logic.notify_at().timestamp() == 110.0
     clock.now = 125.0  # two intervals passed: one with the reports, one quiet
     out, _ = logic.on_notify()
-    assert [(f.worker, f.start, f.end, f.records, f.events, f.dead_letters, f.late, f.latencies) for f in out] == [
+    assert [(f.worker, f.start, f.end, f.counts.records, f.counts.events, f.counts.dead_letters, f.counts.late,
+             f.latencies) for f in out] == [
         ("3", 100.0, 110.0, 7, 6, 1, 2, [0.5]),
         ("3", 110.0, 120.0, 0, 0, 0, 0, []),
     ]
@@ -54,15 +57,16 @@ def test_a_worker_reports_every_interval_and_zeros_when_quiet():
 def test_the_total_adds_up_the_workers_of_an_interval_once_all_reported():
     clock = Clock(111.0)
     logic = TotalMonitor(10.0, None, clock)
-    a = Figures("0", 100.0, 110.0, records=5, events=5, latencies=[0.1], watermark=50_000)
-    b = Figures("1", 100.0, 110.0, records=3, events=2, dead_letters=1, latencies=[0.3, 0.2], watermark=40_000)
+    a = Figures("0", 100.0, 110.0, Counts(records=5, events=5), latencies=[0.1], watermark=50_000)
+    b = Figures("1", 100.0, 110.0, Counts(records=3, events=2, dead_letters=1), latencies=[0.3, 0.2],
+                watermark=40_000)
     (alone,), _ = logic.on_batch([a])  # worker 0 is the only one heard from yet
-    assert (alone.records, alone.workers) == (5, 1)
+    assert (alone.counts.records, alone.workers) == (5, 1)
     late, _ = logic.on_batch([b])  # worker 1's figures of that interval count in the next total
-    assert late == [] and logic.pending[110.0][0].records == 3
+    assert late == [] and logic.pending[110.0][0].counts.records == 3
     clock.now = 130.0  # one interval after the next one ended, it goes out without waiting
     (next_total,), _ = logic.on_notify()
-    assert (next_total.start, next_total.records) == (110.0, 3)
+    assert (next_total.start, next_total.counts.records) == (110.0, 3)
 
     clock.now = 111.0
     both = TotalMonitor(10.0, None, clock)
@@ -70,7 +74,8 @@ def test_the_total_adds_up_the_workers_of_an_interval_once_all_reported():
     assert both.on_batch([a])[0] == []
     (summed,), _ = both.on_batch([b])
     assert summed == total([a, b])
-    assert (summed.worker, summed.records, summed.events, summed.dead_letters, summed.watermark, summed.workers) == (
+    assert (summed.worker, summed.counts.records, summed.counts.events, summed.counts.dead_letters,
+            summed.watermark, summed.workers) == (
         TOTAL, 8, 7, 1, 40_000, 2)
     assert sorted(summed.latencies) == [0.1, 0.2, 0.3]
 
@@ -107,7 +112,7 @@ def test_figures_agree_with_the_input_and_latencies_are_ordered(workers):
 
 def test_monitoring_can_be_turned_off():
     config = Settings(analytics=("trends",), sim=SimSettings(events=5_000), monitor_interval_ms=0)
-    assert "monitoring" not in dmp.streams_of(config)
+    assert "monitoring" not in [s.name for s in registry.streams(config)]
     captured = CapturedOutputs()
     run(dmp.build(config, outputs=captured.outputs()))
     assert captured.items["monitoring"] == []

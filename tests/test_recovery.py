@@ -13,11 +13,12 @@ from polars.testing import assert_frame_equal
 
 from flows import dmp
 from flows.engine.aggregate import Max, Sum, WindowedAggregate, WindowedFunction
+from flows.engine.analytics.registry import streams
 from flows.engine.analytics.trends import trends_aggregate
 from flows.engine.config import Settings, SimSettings
-from flows.engine.present import dead_letter_rows
+from flows.engine.present import DEAD_LETTERS
 from flows.engine.schema import RawBatch
-from flows.engine.sinks import STREAMS, FileSink, Outputs, build_outputs
+from flows.engine.sinks import FileSink, Outputs, build_outputs
 from flows.engine.sources import SimSource
 from flows.engine.testing import batches, interleave, windowed_flow
 from flows.engine.windows import SessionWindow, SlidingWindow
@@ -81,7 +82,7 @@ def test_an_aborted_run_resumed_from_recovery_gives_the_uninterrupted_results(tm
              epoch_interval=timedelta(0), recovery_config=config)
 
     assert partial < read(whole, "trends").height
-    for stream in STREAMS:
+    for stream in [s.name for s in streams()]:
         if stream in ("quality", "monitoring"):  # wall-clock figures
             continue
         assert_frame_equal(read(resumed, stream), read(whole, stream))
@@ -112,7 +113,7 @@ KINDS = {
 
 def run_kind(spec, items: list, out_dir: Path, recovery: RecoveryConfig | None = None) -> None:
     sinks = {stream: FileSink(out_dir / stream) for stream in ("results", "late", "quality", "dead_letters")}
-    sinks["dead_letters"] = FileSink(out_dir / "dead_letters", present=dead_letter_rows)
+    sinks["dead_letters"] = FileSink(out_dir / "dead_letters", stream=DEAD_LETTERS)
     flow, _ = windowed_flow(spec, TestingSource(items), ["sim-0", "sim-1"], lateness_ms=20_000,
                             dedup_horizon_ms=50_000, shards=3, fields=("event_id",), sinks=sinks)
     kwargs = {"epoch_interval": timedelta(0), "recovery_config": recovery} if recovery is not None else {}

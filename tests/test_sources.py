@@ -99,7 +99,7 @@ def test_the_rees46_sample_streams_with_its_header_on_every_batch(tmp_path: Path
 def test_a_csv_without_the_required_columns_fails_at_start_up(tmp_path: Path):
     path = tmp_path / "bad.csv"
     path.write_text("when,what\n2024-01-01,view\n")
-    with pytest.raises(ConfigError, match="DMP_INPUT.*bad.csv.*product_id"):
+    with pytest.raises(ConfigError, match=r"DMP_INPUT.*bad.csv.*product_id"):
         FileSource([path])
 
 
@@ -107,7 +107,7 @@ def test_inputs_are_globs_or_comma_separated_paths(jsonl_file: Path, tmp_path: P
     (tmp_path / "more.jsonl").write_text("")
     assert expand_inputs(f"{tmp_path}/*.jsonl") == [tmp_path / "events.jsonl", tmp_path / "more.jsonl"]
     assert expand_inputs(f"{jsonl_file}, {jsonl_file}") == [jsonl_file]
-    with pytest.raises(ConfigError, match="DMP_INPUT.*matches no file"):
+    with pytest.raises(ConfigError, match=r"DMP_INPUT.*matches no file"):
         expand_inputs(f"{tmp_path}/*.csv")
 
 

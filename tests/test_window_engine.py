@@ -373,9 +373,9 @@ def test_an_id_is_a_duplicate_only_within_the_horizon_of_the_newest_time_before_
 def test_dead_letters_before_a_partitions_first_event_are_counted_with_it():
     logic = PartitionWatermark(lateness_ms=0, dedup_horizon_ms=None, resume=None)
     empty = pl.DataFrame(schema={"ts": pl.Int64})
-    (first,), _ = logic.on_batch([EventBatch("p", empty, records=2)])
+    (first,), _ = logic.on_batch([EventBatch("p", empty, records=2, dead_letters=2)])
     assert first.dead_letters == 0 and first.stream_time is None
-    (second,), _ = logic.on_batch([EventBatch("p", pl.DataFrame({"ts": [70_000]}), records=2)])
+    (second,), _ = logic.on_batch([EventBatch("p", pl.DataFrame({"ts": [70_000]}), records=2, dead_letters=1)])
     assert (second.dead_letters, second.stream_time) == (3, 70_000)
 
 

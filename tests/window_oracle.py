@@ -20,8 +20,8 @@ with the engine:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 Event = dict  # ts (int ms), event_id, user_id, product_id, event_type, quantity
 

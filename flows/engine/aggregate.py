@@ -26,8 +26,9 @@ reports use.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping, Sequence, Union
+from typing import Literal
 
 import polars as pl
 
@@ -130,7 +131,7 @@ class WindowedAggregate(_Keyed):
     name: str
     keys: tuple[str, ...]
     window: Window
-    measures: Mapping[str, Union[Agg, pl.Expr]]
+    measures: Mapping[str, Agg | pl.Expr]
     gather: bool | None = None
     results_carry_last_ts = True  # sessions' rows carry their last event's time, which orders them
 
@@ -233,4 +234,4 @@ class WindowedFunction(_Keyed):
         return None  # a function's on-time counts came from the shards, with its raw rows
 
 
-Analytic = Union[WindowedAggregate, WindowedFunction]
+WindowSpec = WindowedAggregate | WindowedFunction

@@ -39,9 +39,9 @@ import functools
 import io
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -189,7 +189,7 @@ def _parse_json(chunk: bytes, typed: pl.Schema, text: pl.Schema, aliases: dict[s
     """
     try:
         frame = pl.read_ndjson(io.BytesIO(chunk), schema=typed)
-    except Exception as ex:  # noqa: BLE001 - a non-numeric price/quantity, or a bad line
+    except Exception as ex:
         if _NOT_JSON_LINES.search(str(ex)):
             raise  # reading it as text would fail the same way
         frame = pl.read_ndjson(io.BytesIO(chunk), schema=text)
@@ -309,7 +309,7 @@ class _Records:
                 return self.parse_listed(known_bad=False)
         try:
             frame = self.parse_fn(chunk)
-        except Exception:  # noqa: BLE001 - any failure means: find the bad lines
+        except Exception:
             return self.parse_listed(known_bad=True)
         if self.raw.format == "csv" and not self._csv_rows_exact(chunk, frame.height):
             return self.parse_listed(known_bad=False)
@@ -390,7 +390,7 @@ class _Records:
             group = indices[start : start + step]
             try:
                 frame = self.parse_fn(_join(lines, group))
-            except Exception:  # noqa: BLE001 - a bad line in there: look closer
+            except Exception:
                 frame = None
             if frame is not None and frame.height == len(group):
                 frames.append(frame)
@@ -410,7 +410,7 @@ class _Records:
                 rows.extend(indices)
                 return
             error: Exception = ValueError("one record became several rows")
-        except Exception as ex:  # noqa: BLE001
+        except Exception as ex:
             error = ex
         if len(indices) == 1:
             index = indices[0]

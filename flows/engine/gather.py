@@ -10,13 +10,13 @@ analytics that consume them in sequence.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import EVENTS, LAST_TS, Analytic
+from flows.engine.aggregate import EVENTS, LAST_TS, WindowSpec
 from flows.engine.errors import DmpError
 from flows.engine.placement import balanced_keys
 from flows.engine.schema import BEGINNING_OF_TIME, COUNT_COLUMNS, DROPPED, END_OF_TIME, ClosedWindows
@@ -54,7 +54,7 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
 
     STEP = "gather_windows"
 
-    def __init__(self, spec: Analytic, shards: int, resume: GatherState | None,
+    def __init__(self, spec: WindowSpec, shards: int, resume: GatherState | None,
                  clock: Callable[[], float] = time.time) -> None:
         self.spec = spec
         self.window: FixedWindow = spec.window  # type: ignore[assignment]
@@ -164,7 +164,7 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
 
     STEP = "gather_sessions"
 
-    def __init__(self, spec: Analytic, shards: int, resume: SessionGatherState | None,
+    def __init__(self, spec: WindowSpec, shards: int, resume: SessionGatherState | None,
                  clock: Callable[[], float] = time.time) -> None:
         if not spec.results_carry_last_ts:
             # A function's result rows need not carry their session's last event, which orders them.

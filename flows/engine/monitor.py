@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import bytewax.operators as op
 import numpy as np
@@ -37,8 +38,10 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.engine import metrics
-from flows.engine.present import iso
+from flows.engine.counts import Counts
+from flows.engine.present import as_time
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, StampedBatch
+from flows.engine.streams import FLOAT, INT, TEXT, TIME_MS, Column, OutputStream
 from flows.engine.summary import Tally
 
 TOTAL = "total"
@@ -71,27 +74,24 @@ class Report:
 
     worker: str
     at: float
-    records: int = 0
-    events: int = 0
-    dead_letters: int = 0
-    late: int = 0
+    counts: Counts = field(default_factory=Counts)
     latencies: tuple[float, ...] = ()  # seconds
     watermarks: tuple[tuple[str, int], ...] = ()  # (partition, epoch ms)
 
 
 def batch_report(tally: Tally, clock: Callable[[], float] = time.time) -> Report:
     """A decoded source batch's counts (from its tally)."""
-    worker = current_worker()
-    metrics.RECORDS.labels(worker).inc(tally.records)
-    metrics.EVENTS.labels(worker).inc(tally.events)
-    metrics.DEAD_LETTERS.labels(worker).inc(tally.dead_letters)
-    return Report(worker, clock(), records=tally.records, events=tally.events, dead_letters=tally.dead_letters)
+    worker, counts = current_worker(), tally.counts
+    metrics.RECORDS.labels(worker).inc(counts.records)
+    metrics.EVENTS.labels(worker).inc(counts.events)
+    metrics.DEAD_LETTERS.labels(worker).inc(counts.dead_letters)
+    return Report(worker, clock(), counts)
 
 
 def late_report(late: pl.DataFrame, clock: Callable[[], float] = time.time) -> Report:
     worker = current_worker()
     metrics.LATE_EVENTS.labels(worker).inc(late.height)
-    return Report(worker, clock(), late=late.height)
+    return Report(worker, clock(), Counts(late=late.height))
 
 
 def latency_report(read_at: float | None, clock: Callable[[], float] = time.time) -> Report | None:
@@ -119,19 +119,13 @@ class Figures:
     worker: str
     start: float
     end: float
-    records: int = 0
-    events: int = 0
-    dead_letters: int = 0
-    late: int = 0
+    counts: Counts = field(default_factory=Counts)
     latencies: list[float] = field(default_factory=list)
     watermark: int | None = None  # the oldest watermark held, epoch ms
     workers: int = 1
 
     def add(self, report: Report) -> None:
-        self.records += report.records
-        self.events += report.events
-        self.dead_letters += report.dead_letters
-        self.late += report.late
+        self.counts += report.counts
         self.latencies.extend(report.latencies)
 
 
@@ -185,7 +179,7 @@ class WorkerMonitor(StatefulBatchLogic[Report, Figures, MonitorState]):
         live = [wm for wm in self.watermarks.values() if wm < END_OF_TIME]
         figures.watermark = min(live) if live else None
         seconds = figures.end - figures.start
-        metrics.EVENTS_PER_SECOND.labels(figures.worker).set(figures.events / seconds)
+        metrics.EVENTS_PER_SECOND.labels(figures.worker).set(figures.counts.events / seconds)
         return figures
 
     def snapshot(self) -> MonitorState:
@@ -248,39 +242,36 @@ def total(parts: list[Figures]) -> Figures:
         TOTAL,
         min(f.start for f in parts),
         max(f.end for f in parts),
-        records=sum(f.records for f in parts),
-        events=sum(f.events for f in parts),
-        dead_letters=sum(f.dead_letters for f in parts),
-        late=sum(f.late for f in parts),
+        counts=sum((f.counts for f in parts), Counts()),
         latencies=[x for f in parts for x in f.latencies],
         watermark=min(marks) if marks else None,
         workers=len(parts),
     )
 
 
-MONITORING_SCHEMA = pl.Schema(
-    {
-        "interval_start": pl.String,
-        "interval_end": pl.String,
-        "worker": pl.String,
-        "workers": pl.Int64,
-        "records": pl.Int64,
-        "events": pl.Int64,
-        "events_per_s": pl.Float64,
-        "dead_letters": pl.Int64,
-        "late_events": pl.Int64,
-        "latency_samples": pl.Int64,
-        "latency_p50_ms": pl.Float64,
-        "latency_p95_ms": pl.Float64,
-        "latency_p99_ms": pl.Float64,
-        "watermark": pl.String,
-        "watermark_lag_s": pl.Float64,
-    }
+MONITORING = OutputStream(
+    "monitoring",
+    row="worker (and `total`) every `DMP_MONITOR_INTERVAL` of wall clock",
+    fields="`interval_start`, `interval_end`, `worker`, `workers` (in a total), `records`, `events`, "
+    "`events_per_s`, `dead_letters`, `late_events`, `latency_samples`, `latency_p50_ms`, `latency_p95_ms`, "
+    "`latency_p99_ms`, `watermark` (the oldest held), `watermark_lag_s`",
+    key=("interval_start", "worker"),
+    columns=(
+        Column("interval_start", TIME_MS, nullable=False),
+        Column("interval_end", TIME_MS, nullable=False),
+        Column("worker", TEXT, nullable=False),
+        *(Column(name, INT, nullable=False) for name in ("workers", "records", "events")),
+        Column("events_per_s", FLOAT, nullable=False),
+        *(Column(name, INT, nullable=False) for name in ("dead_letters", "late_events", "latency_samples")),
+        *(Column(f"latency_{p}_ms", FLOAT) for p in ("p50", "p95", "p99")),
+        Column("watermark", TIME_MS),
+        Column("watermark_lag_s", FLOAT),
+    ),
 )
 
 
 def monitoring_row(figures: Figures) -> pl.DataFrame:
-    """:class:`Figures` -> one :data:`MONITORING_SCHEMA` row."""
+    """:class:`Figures` -> one typed :data:`MONITORING` row."""
     p50 = p95 = p99 = None
     if figures.latencies:
         p50, p95, p99 = (float(v) * 1000 for v in np.percentile(figures.latencies, [50, 95, 99]))
@@ -291,11 +282,11 @@ def monitoring_row(figures: Figures) -> pl.DataFrame:
             "interval_end": int(figures.end * 1000),
             "worker": figures.worker,
             "workers": figures.workers,
-            "records": figures.records,
-            "events": figures.events,
-            "events_per_s": figures.events / (figures.end - figures.start),
-            "dead_letters": figures.dead_letters,
-            "late_events": figures.late,
+            "records": figures.counts.records,
+            "events": figures.counts.events,
+            "events_per_s": figures.counts.events / (figures.end - figures.start),
+            "dead_letters": figures.counts.dead_letters,
+            "late_events": figures.counts.late,
             "latency_samples": len(figures.latencies),
             "latency_p50_ms": p50,
             "latency_p95_ms": p95,
@@ -303,9 +294,9 @@ def monitoring_row(figures: Figures) -> pl.DataFrame:
             "watermark": mark,
             "watermark_lag_s": None if mark is None else figures.end - mark / 1000,
         }],
-        schema={**MONITORING_SCHEMA, "interval_start": pl.Int64, "interval_end": pl.Int64, "watermark": pl.Int64},
+        schema={**MONITORING.schema, "interval_start": pl.Int64, "interval_end": pl.Int64, "watermark": pl.Int64},
     )
-    return row.with_columns(iso(name, millis=True).alias(name) for name in ("interval_start", "interval_end", "watermark"))
+    return row.with_columns(as_time(name) for name in ("interval_start", "interval_end", "watermark"))
 
 
 @operator

@@ -14,10 +14,12 @@ swallowed:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import bytewax.operators as op
 import polars as pl
@@ -25,7 +27,8 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
-from flows.engine.aggregate import Analytic
+from flows.engine.aggregate import WindowSpec
+from flows.engine.counts import Counts
 from flows.engine.decode import decode_batch
 from flows.engine.routing import route
 from flows.engine.schema import DEFAULT_PARTITION, ClosedWindows, EventBatch, RawBatch, StampedBatch
@@ -89,10 +92,31 @@ def decoder(optional: Sequence[str] | None = None) -> Callable[[Any], DecodedBat
             return item
         raw = as_raw_batch(item)
         result = decode_batch(raw, fields)
-        events = EventBatch(raw.partition, result.events, result.records, raw.last, raw.read_at, raw.idle)
+        records = source_records(raw, result.events.height + result.dead_letters.height)
+        events = EventBatch(raw.partition, result.events, records, raw.last, raw.read_at, raw.idle,
+                            result.dead_letters.height)
         return DecodedBatch(events, result.dead_letters)
 
     return decode_item
+
+
+def source_records(raw: RawBatch, decoded: int) -> int:
+    """The records of a batch as its source counts them, whatever the decoder made of them.
+
+    Messages: one record each. A chunk: its lines (as the source counted
+    them), less blank lines, which are counted only when the decoder's count
+    differs, so the check costs nothing on clean data. The run summary
+    reconciles this against decoded events plus dead letters, so a record the
+    decoder lost makes ``reconciled`` false.
+    """
+    payload = raw.payload
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        return len(payload)
+    chunk = bytes(payload)
+    lines = raw.lines if raw.lines is not None else chunk.count(b"\n") + (not chunk.endswith(b"\n") and bool(chunk))
+    if lines == decoded:
+        return lines
+    return sum(1 for line in chunk.split(b"\n") if line.strip(b" \t\r"))  # blank lines are not records
 
 
 @operator
@@ -111,7 +135,8 @@ def decode(step_id: str, up: Stream[Any], optional: Sequence[str] | None = None)
     tallies = op.map(
         "tally",
         decoded,
-        lambda d: Tally(records=d.events.records, events=d.events.events.height, dead_letters=d.dead_letters.height),
+        lambda d: Tally(Counts(records=d.events.records, events=d.events.events.height,
+                               dead_letters=d.dead_letters.height)),
     )
     return Decoded(events, dead, tallies)
 
@@ -170,7 +195,7 @@ class Windowed:
 def window(
     step_id: str,
     up: Stream[StampedBatch],
-    spec: Analytic,
+    spec: WindowSpec,
     partitions: Sequence[str],
     shards: int,
     clock: Callable[[], float] = time.time,
@@ -207,6 +232,14 @@ def window(
 
 def _nothing(up: KeyedStream[pl.DataFrame]) -> KeyedStream[pl.DataFrame]:
     return op.filter("no_quality", up, lambda _: False)
+
+
+def only_events(batch: StampedBatch, condition: pl.Expr) -> StampedBatch:
+    """The events of a batch that match ``condition``, with the partition's progress.
+
+    Duplicates and dead letters stay with the unfiltered stream (quality counts them once).
+    """
+    return dataclasses.replace(batch, events=batch.events.filter(condition), duplicates=None, dead_letters=0)
 
 
 @operator

@@ -60,7 +60,7 @@ def worker_of(key: str, workers: int) -> int:
     return siphash13(key.encode() + b"\xff") % workers
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def balanced_keys(count: int, prefix: str = "s") -> tuple[str, ...]:
     """``count`` key names, each placed where the workers are least loaded.
 

@@ -1,19 +1,23 @@
-"""Rendering engine frames for outputs: ISO-8601 times, money, raw bytes.
+"""Engine frames as output rows, and the engine's own output streams (late, quality, dead letters).
 
 The engine keeps times as epoch milliseconds and money as integer
-micro-units (exact sums); outputs show ISO-8601 UTC with ``Z`` and decimal
-amounts. These helpers are the one place that conversion happens.
+micro-units (exact sums); output rows are typed (:mod:`flows.engine.streams`):
+times as UTC datetimes (:func:`as_time`), money as decimal amounts
+(:func:`flows.engine.money.money`), durations in seconds (:func:`seconds`).
+Each sink renders them its own way (JSON Lines show ISO-8601 with ``Z``).
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from flows.engine.windows import MISSED, WINDOW_END, WINDOW_START, SessionWindow, SlidingWindow, Window
+from flows.engine.schema import COUNT_COLUMNS
+from flows.engine.streams import BYTES, FLOAT, INT, MONEY, TEXT, TIME, TIME_MS, TIMES, UTC_MS, Column, OutputStream
+from flows.engine.windows import MISSED, WINDOW_END, WINDOW_START
 
 
 def iso(column: str | pl.Expr, *, millis: bool = False) -> pl.Expr:
-    """Epoch milliseconds -> ``2024-03-01T10:00:00Z`` (``.250Z`` with ``millis``).
+    """Epoch milliseconds -> ``2024-03-01T10:00:00Z`` (``.250Z`` with ``millis``), as text.
 
     >>> pl.select(iso(pl.lit(1709287200250), millis=True)).item()
     '2024-03-01T10:00:00.250Z'
@@ -23,13 +27,21 @@ def iso(column: str | pl.Expr, *, millis: bool = False) -> pl.Expr:
     return pl.from_epoch(expr, time_unit="ms").dt.strftime(fmt)
 
 
+def as_time(column: str | pl.Expr) -> pl.Expr:
+    """Epoch milliseconds -> a UTC datetime (what typed output rows hold).
+
+    >>> pl.select(as_time(pl.lit(1709287200250)).dt.strftime("%H:%M:%S%.3f")).item()
+    '10:00:00.250'
+    """
+    expr = pl.col(column) if isinstance(column, str) else column
+    return expr.cast(UTC_MS)
 
 
 def seconds(ms: str | pl.Expr) -> pl.Expr:
     """Milliseconds (whole, or halves, as medians give) -> seconds, as ``ms / 1000`` in Python.
 
-    Through a Decimal, like :func:`money`: Polars' division by a constant is
-    not correctly rounded.
+    Through a Decimal, like :func:`~flows.engine.money.money`: Polars'
+    division by a constant is not correctly rounded.
 
     >>> pl.select(seconds(pl.lit(90_123)).alias("a"), seconds(pl.lit(4_500.5)).alias("b")).row(0)
     (90.123, 4.5005)
@@ -38,56 +50,95 @@ def seconds(ms: str | pl.Expr) -> pl.Expr:
     return (expr.cast(pl.Decimal(38, 6)) / 1000).cast(pl.Float64)
 
 
+# -- late events ---------------------------------------------------------------------
+
+_EVENT_COLUMNS = (
+    Column("event_id", TEXT),
+    Column("event_type", TEXT, nullable=False),
+    Column("ts", TIME_MS, nullable=False),
+    Column("user_id", TEXT, nullable=False),
+    Column("session_id", TEXT),
+    Column("product_id", TEXT, nullable=False),
+    Column("category", TEXT),
+    Column("brand", TEXT),
+    Column("price", MONEY),
+    Column("quantity", INT, nullable=False),
+)
+
+LATE = OutputStream(
+    "late",
+    row="event that missed a window",
+    fields="the event (`event_id`, `event_type`, `ts`, `user_id`, `session_id`, `product_id`, `category`, "
+    "`brand`, `price`, `quantity`; optional fields the flow did not decode are null), `window_start`, "
+    "`window_end` (the first window it missed), `missed_windows` (the start of every window it missed: "
+    "several with sliding windows), `watermark` (the one it met), `partition`",
+    key=("partition", "ts", "user_id", "product_id", "event_type"),
+    columns=(
+        *_EVENT_COLUMNS,
+        Column(WINDOW_START, TIME_MS, nullable=False),
+        Column(WINDOW_END, TIME_MS, nullable=False),
+        Column("missed_windows", TIMES, nullable=False),
+        Column("watermark", TIME_MS, nullable=False),
+        Column("partition", TEXT, nullable=False),
+    ),
+)
 
 
+def late_rows(late: pl.DataFrame, partition: str) -> pl.DataFrame:
+    """Late events as typed rows (:data:`LATE`): the event, the windows it missed and the watermark it met.
 
-
-# Event fields shown with a late event, in this order, when the flow decoded them.
-_LATE_EVENT_COLUMNS = ("event_id", "event_type", "ts", "user_id", "session_id", "product_id", "category",
-                       "brand", "price", "quantity")
-
-
-def late_rows(late: pl.DataFrame, partition: str, window: Window) -> pl.DataFrame:
-    """Late events as output rows: the event, the window it missed and the watermark it met.
-
-    ``window_start`` / ``window_end`` name the (first) window missed; with
-    sliding windows ``missed_windows`` lists the start of every window missed
-    (the event still counts in the others). For sessions they are the span
-    the event would have opened, ``[ts, ts + gap)``.
+    ``window_start`` / ``window_end`` name the (first) window missed;
+    ``missed_windows`` lists the start of every window missed (the event
+    still counts in the others). For sessions they are the span the event
+    would have opened, ``[ts, ts + gap)``.
     """
-    event = [
-        pl.col("event_type").cast(pl.String) if name == "event_type"
-        else iso("ts", millis=True).alias("ts") if name == "ts"
-        else pl.col(name)
-        for name in _LATE_EVENT_COLUMNS
-        if name in late.columns
-    ]
-    missed = []
-    if isinstance(window, SlidingWindow):
-        missed = [pl.col(MISSED).list.eval(iso(pl.element())).alias("missed_windows")]
-    return late.select(
-        *event,
-        iso(WINDOW_START, millis=isinstance(window, SessionWindow)).alias("window_start"),
-        iso(WINDOW_END, millis=isinstance(window, SessionWindow)).alias("window_end"),
-        *missed,
-        iso("watermark", millis=True).alias("watermark"),
+    return LATE.conform(late.with_columns(
+        pl.col("event_type").cast(pl.String),
+        as_time("ts"),
+        as_time(WINDOW_START),
+        as_time(WINDOW_END),
+        pl.col(MISSED).cast(pl.List(UTC_MS)).alias("missed_windows"),
+        as_time("watermark"),
         pl.lit(partition).alias("partition"),
-    )
+    ))
+
+
+# -- quality -------------------------------------------------------------------------
+
+QUALITY = OutputStream(
+    "quality",
+    row="window, when it closes",
+    fields="`window_start`, `window_end`, `report` (`at_close`, or `after_close` for news that came later), "
+    "`events` (on time, in results), `late`, `duplicates`, `dead_letters`, `dropped_after_idle`, `watermark` "
+    "(the minimum over partitions that closed it), `watermark_lag_s` (wall clock minus that watermark), "
+    "`reported_at` (wall clock). A window's rows add up to its totals",
+    key=(WINDOW_START, "report", "reported_at"),
+    columns=(
+        Column(WINDOW_START, TIME, nullable=False),
+        Column(WINDOW_END, TIME, nullable=False),
+        Column("report", TEXT, nullable=False),
+        *(Column(name, INT, nullable=False) for name in COUNT_COLUMNS),
+        Column("watermark", TIME_MS),
+        Column("watermark_lag_s", FLOAT),
+        Column("reported_at", TIME_MS, nullable=False),
+    ),
+)
 
 
 def quality_rows(quality: pl.DataFrame) -> pl.DataFrame:
-    """Quality rows (:data:`~flows.engine.schema.QUALITY_SCHEMA`) with ISO-8601 times."""
-    return quality.with_columns(
-        iso(WINDOW_START).alias(WINDOW_START),
-        iso(WINDOW_END).alias(WINDOW_END),
-        iso("watermark", millis=True).alias("watermark"),
-        iso("reported_at", millis=True).alias("reported_at"),
-    )
+    """Quality rows (:data:`~flows.engine.schema.QUALITY_SCHEMA`) as typed rows (:data:`QUALITY`)."""
+    return quality.with_columns(as_time(name) for name in (WINDOW_START, WINDOW_END, "watermark", "reported_at"))
 
 
-def dead_letter_rows(dead: pl.DataFrame) -> pl.DataFrame:
-    """Dead letters as output rows; ``raw`` as text (invalid UTF-8 bytes as ``\\xNN``)."""
-    raw = [value.decode("utf-8", "backslashreplace") for value in dead["raw"].to_list()]
-    return dead.select("reason").with_columns(
-        pl.Series("raw", raw, dtype=pl.String), dead["source"]
-    )
+# -- dead letters --------------------------------------------------------------------
+
+DEAD_LETTERS = OutputStream(
+    "dead_letters",
+    row="record that could not be decoded",
+    fields="`reason`, `raw` (the record as text; invalid UTF-8 bytes as `\\xNN`; Kafka gets the original bytes "
+    "and key), `source` (`file:line`, or `topic/partition@offset`)",
+    key=("source",),
+    columns=(Column("reason", TEXT, nullable=False), Column("raw", BYTES, nullable=False),
+             Column("source", TEXT, nullable=False)),
+    original="raw",
+)

@@ -12,12 +12,12 @@ in-band with the data. A key's shard is a stable hash of its text
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import polars as pl
 
-from flows.engine.aggregate import Analytic
+from flows.engine.aggregate import WindowSpec
 from flows.engine.placement import balanced_keys
 from flows.engine.schema import QUALITY_COUNTS, StampedBatch
 from flows.engine.windows import MISSED, WINDOW_START, FixedWindow
@@ -64,7 +64,7 @@ def shard_of(frame: pl.DataFrame, keys: Sequence[str], shards: int) -> pl.Series
     return key_text.to_frame().join(lookup, on="_key", how="left", maintain_order="left")["_shard"]
 
 
-def route(batch: StampedBatch, spec: Analytic, shards: int) -> Routed:
+def route(batch: StampedBatch, spec: WindowSpec, shards: int) -> Routed:
     """Split one stamped batch into late events, per-shard updates and quality counts."""
     on_time, late = spec.window.split_late(batch.events)
     rows = spec.reduce(on_time)
@@ -97,7 +97,8 @@ def quality_tally(batch: StampedBatch, late: pl.DataFrame, window: FixedWindow) 
         parts.append(assigned.select(WINDOW_START, pl.lit("duplicates").alias("kind")))
     if batch.dead_letters and batch.stream_time is not None:
         start = (batch.stream_time // window.slide_ms) * window.slide_ms  # the latest window holding it
-        parts.append(pl.DataFrame({WINDOW_START: [start] * batch.dead_letters, "kind": ["dead_letters"] * batch.dead_letters}))
+        count = batch.dead_letters
+        parts.append(pl.DataFrame({WINDOW_START: [start] * count, "kind": ["dead_letters"] * count}))
     if not parts:
         return None
     counted = pl.concat(parts, how="vertical").group_by(WINDOW_START).agg(

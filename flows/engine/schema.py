@@ -15,8 +15,9 @@ them as ISO-8601 with ``Z``.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import polars as pl
 
@@ -98,6 +99,8 @@ class RawBatch:
     keys: Sequence[bytes | None] | None = None
     """Key of each message (message lists from Kafka), kept for dead letters."""
     csv_header: tuple[str, ...] | None = None
+    lines: int | None = None
+    """Lines of the chunk as the source counted them (``None``: count them from the payload)."""
     last: bool = False
     """True on the partition's final batch: it has ended and will send nothing more."""
     idle: bool = False
@@ -112,10 +115,11 @@ class EventBatch:
 
     partition: str
     events: pl.DataFrame  # EVENT_SCHEMA
-    records: int  # input records this batch came from (events + dead letters)
+    records: int  # input records this batch came from, as the source counted them
     last: bool = False
     read_at: float = 0.0
     idle: bool = False
+    dead_letters: int = 0  # records of the batch that could not be decoded
 
 
 @dataclass(frozen=True)
@@ -142,12 +146,6 @@ class StampedBatch:
     """The partition is quiet: leave it out of the minimum watermark until it speaks again."""
 
 
-def empty_events() -> pl.DataFrame:
-    return pl.DataFrame(schema=EVENT_SCHEMA)
-
-
-def empty_dead_letters() -> pl.DataFrame:
-    return pl.DataFrame(schema=DEAD_LETTER_SCHEMA)
 
 
 QUALITY_COUNTS = ("late", "duplicates", "dead_letters")

@@ -11,7 +11,7 @@ overlapping spans does not depend on the order they arrive in.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import polars as pl
 

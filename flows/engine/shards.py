@@ -15,13 +15,13 @@ worker counts or how partitions interleave (tests/oracle.py checks it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import Analytic
+from flows.engine.aggregate import WindowSpec
 from flows.engine.errors import DmpError, StateError
 from flows.engine.routing import ShardUpdate
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows
@@ -43,7 +43,7 @@ class ShardState:
 class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
     """Window state of one shard of one analytic; see the module docstring."""
 
-    def __init__(self, spec: Analytic, partitions: Sequence[str], shards: int, resume: ShardState | None) -> None:
+    def __init__(self, spec: WindowSpec, partitions: Sequence[str], shards: int, resume: ShardState | None) -> None:
         self.spec = spec
         self.window: Window = spec.window
         self.shards = shards

@@ -18,11 +18,11 @@ proportion to its own rows, not to everything held.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import polars as pl
 
-from flows.engine.aggregate import LAST_TS, Analytic
+from flows.engine.aggregate import LAST_TS, WindowSpec
 from flows.engine.schema import END_OF_TIME
 from flows.engine.windows import WINDOW_START, FixedWindow
 
@@ -62,7 +62,7 @@ class FixedWindows:
     its chunks and its pending rows and merges them in one step.
     """
 
-    def __init__(self, spec: Analytic, held: pl.DataFrame | None = None) -> None:
+    def __init__(self, spec: WindowSpec, held: pl.DataFrame | None = None) -> None:
         self.spec = spec
         self.window: FixedWindow = spec.window  # type: ignore[assignment]
         self.windows: dict[int, list[pl.DataFrame]] = {}
@@ -136,7 +136,7 @@ class FixedWindows:
 class Sessions:
     """Open sessions: merged partial sessions, or raw events numbered into sessions."""
 
-    def __init__(self, spec: Analytic, held: pl.DataFrame | None = None) -> None:
+    def __init__(self, spec: WindowSpec, held: pl.DataFrame | None = None) -> None:
         self.spec = spec
         self.gap = spec.window.gap_ms  # type: ignore[union-attr]
         self.keys = list(spec.keys)
@@ -202,6 +202,6 @@ class Sessions:
         return self.open
 
 
-def open_state(spec: Analytic, held: pl.DataFrame | None = None) -> FixedWindows | Sessions:
+def open_state(spec: WindowSpec, held: pl.DataFrame | None = None) -> FixedWindows | Sessions:
     """The state shape of an analytic's window kind, holding ``held`` (from a snapshot)."""
     return spec.window.open_state(spec, held)

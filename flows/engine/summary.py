@@ -1,10 +1,12 @@
 """The run summary: counts that reconcile, and the run's top products.
 
-In: :class:`Tally` items from the decoder (records, events, dead letters),
-the de-duplication (duplicates), the windowing (late events) and the
-closed trend windows (per-product sales). Out: once, at the end of a
-bounded run, a summary dict: records in = decoded events + dead letters,
-and decoded events = duplicates + on time + late (late: missed a window).
+In: :class:`Tally` items from the decoder (records as the sources counted
+them, events, dead letters) and from the stamped events (duplicates; late
+events, late for at least one window of whichever windowed analytics run;
+per-product sales of the on-time purchases, :func:`event_tally`). Out:
+once, at the end of a bounded run, a summary dict: records in = decoded
+events + dead letters (``reconciled``, which fails if a record was lost),
+and decoded events = duplicates + on time + late.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.money import MICROS
+from flows.engine.counts import Counts
+from flows.engine.money import MICROS, line_micros
+from flows.engine.schema import StampedBatch
 
 _PRODUCT_SCHEMA = pl.Schema(
     {"product_id": pl.String, "revenue_micros": pl.Int64, "units": pl.Int64, "purchases": pl.Int64}
@@ -25,15 +29,34 @@ _PRODUCT_COLUMNS = _PRODUCT_SCHEMA.names()
 
 @dataclass(frozen=True)
 class Tally:
-    """Counts from one batch of one step (zero where the step has nothing to say)."""
+    """What one step counted in one batch, and (from the event tally) the batch's on-time sales."""
 
-    records: int = 0
-    events: int = 0
-    dead_letters: int = 0
-    duplicates: int = 0
-    late: int = 0
+    counts: Counts = field(default_factory=Counts)
     sales: pl.DataFrame | None = None
-    """Closed trend rows (any frame with product_id, revenue_micros, units, purchases)."""
+    """Per-product sales (``product_id``, ``revenue_micros``, ``units``, ``purchases``) of on-time purchases."""
+
+
+def event_tally(batch: StampedBatch, late_for_any: pl.Expr | None) -> Tally:
+    """Duplicates, late events and on-time sales of one stamped batch.
+
+    ``late_for_any`` is true for an event late for at least one window of
+    the analytics that run (:meth:`flows.engine.wiring.Wiring.late_for_any`);
+    ``None`` when no windowed analytic runs.
+    """
+    duplicates = batch.duplicates.height if batch.duplicates is not None else 0
+    events = batch.events
+    if not events.height:
+        return Tally(Counts(duplicates=duplicates))
+    late_mask = late_for_any if late_for_any is not None else pl.lit(False)
+    flagged = events.select("product_id", "event_type", "quantity", line_micros().alias("_line"),
+                            late_mask.alias("_late"))
+    late = int(flagged["_late"].sum())
+    purchases = flagged.filter((pl.col("event_type") == "purchase") & ~pl.col("_late"))
+    sales = purchases.group_by("product_id").agg(
+        pl.col("_line").sum().alias("revenue_micros"), pl.col("quantity").sum().alias("units"),
+        pl.len().cast(pl.Int64).alias("purchases"),
+    ) if purchases.height else None
+    return Tally(Counts(duplicates=duplicates, late=late), sales)
 
 
 def product_sales(frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -53,11 +76,7 @@ _FOLD_ROWS = 500_000
 
 @dataclass
 class SummaryState:
-    records: int = 0
-    events: int = 0
-    dead_letters: int = 0
-    duplicates: int = 0
-    late: int = 0
+    counts: Counts = field(default_factory=Counts)
     products: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_PRODUCT_SCHEMA))
 
 
@@ -78,11 +97,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
     def on_batch(self, values: list[Tally]) -> tuple[list[dict], bool]:
         state = self.state
         for tally in values:
-            state.records += tally.records
-            state.events += tally.events
-            state.dead_letters += tally.dead_letters
-            state.duplicates += tally.duplicates
-            state.late += tally.late
+            state.counts += tally.counts
             if tally.sales is not None and tally.sales.height:
                 self.pending.append(tally.sales)
                 self.pending_rows += tally.sales.height
@@ -100,18 +115,18 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
 
     def summary(self) -> dict[str, Any]:
         self._fold()
-        state = self.state
+        state, counts = self.state, self.state.counts
         top = state.products.sort(
             ["revenue_micros", "units", "product_id"], descending=[True, True, False]
         ).head(self.top)
         return {
-            "records": state.records,
-            "events": state.events,
-            "dead_letters": state.dead_letters,
-            "duplicates": state.duplicates,
-            "late": state.late,
-            "on_time": state.events - state.duplicates - state.late,
-            "reconciled": state.records == state.events + state.dead_letters,
+            "records": counts.records,
+            "events": counts.events,
+            "dead_letters": counts.dead_letters,
+            "duplicates": counts.duplicates,
+            "late": counts.late,
+            "on_time": counts.on_time,
+            "reconciled": counts.reconciled,
             "revenue": state.products["revenue_micros"].sum() / MICROS,
             "top_products": [
                 {
@@ -126,8 +141,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
 
     def snapshot(self) -> SummaryState:
         self._fold()
-        s = self.state
-        return SummaryState(s.records, s.events, s.dead_letters, s.duplicates, s.late, s.products)
+        return SummaryState(self.state.counts, self.state.products)
 
 
 def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
@@ -139,7 +153,8 @@ def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
         f"duplicates {summary['duplicates']:,}",
         f"  dead letters     {summary['dead_letters']:>12,}",
         "  reconciled       "
-        + ("yes: records = decoded + dead letters" if summary["reconciled"] else "NO: records != decoded + dead letters"),
+        + ("yes: records = decoded + dead letters" if summary["reconciled"]
+           else "NO: records != decoded + dead letters"),
         f"  revenue          {summary['revenue']:>15,.2f}",
     ]
     if summary["top_products"]:

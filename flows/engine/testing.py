@@ -1,7 +1,9 @@
 """Helpers for testing flows with Bytewax's ``TestingSource`` / ``TestingSink``.
 
 In: records (event dicts, JSON strings or bytes) you want a flow to see.
-Out: the flow's output streams as Polars frames.
+Out: the flow's output streams as Polars frames: :meth:`CapturedOutputs.typed`
+gives the typed rows a stream's declaration says; :meth:`CapturedOutputs.frame`
+the rows as JSON Lines files show them (times as ISO-8601 text).
 
 >>> from bytewax.testing import TestingSource
 >>> from flows import dmp
@@ -18,10 +20,12 @@ Out: the flow's output streams as Polars frames.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import bytewax.operators as op
 import polars as pl
@@ -30,10 +34,11 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
-from flows.engine.aggregate import Analytic
+from flows.engine.aggregate import WindowSpec
+from flows.engine.analytics import registry
 from flows.engine.operators import decode, stamp_event_time, window
 from flows.engine.schema import DEFAULT_PARTITION, RawBatch
-from flows.engine.sinks import STREAMS, Outputs
+from flows.engine.sinks import Outputs
 
 __all__ = ["CapturedOutputs", "WindowedOutputs", "batches", "interleave", "run", "windowed_flow"]
 
@@ -41,18 +46,25 @@ __all__ = ["CapturedOutputs", "WindowedOutputs", "batches", "interleave", "run",
 class CapturedOutputs:
     """A ``TestingSink`` per output stream (and the summary), read back as frames."""
 
-    def __init__(self, streams: Sequence[str] = STREAMS) -> None:
-        self.items: dict[str, list[Any]] = {name: [] for name in streams}
+    def __init__(self, streams: Sequence[str] | None = None) -> None:
+        names = [s.name for s in registry.streams()] if streams is None else list(streams)
+        self.items: dict[str, list[Any]] = {name: [] for name in names}
         self.summaries: list[dict] = []
 
     def outputs(self) -> Outputs:
         return Outputs({name: TestingSink(items) for name, items in self.items.items()},
                        summary=TestingSink(self.summaries))
 
+    def typed(self, stream: str) -> pl.DataFrame:
+        """Every row the stream emitted, in arrival order, typed as its declaration says."""
+        declared = registry.stream(stream)
+        frames = [declared.conform(value) for _key, value in self.items[stream] if value.height]
+        return pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=declared.schema)
+
     def frame(self, stream: str) -> pl.DataFrame:
-        """Every row the stream emitted, in arrival order (empty frame if none)."""
-        frames = [value for _key, value in self.items[stream] if value.height]
-        return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+        """Every row the stream emitted, in arrival order, as JSON Lines show it (empty frame if none)."""
+        rows = self.typed(stream)
+        return registry.stream(stream).to_json(rows) if rows.height else pl.DataFrame()
 
     def sorted_frame(self, stream: str, by: Sequence[str] | None = None) -> pl.DataFrame:
         """The stream's rows in a canonical order, for comparisons across runs."""
@@ -103,15 +115,15 @@ def batches(
         chunk = encoded[start:end]
         payload: bytes | list[bytes] = b"".join(r + b"\n" for r in chunk) if as_lines else chunk
         out.append(
-            RawBatch(partition, payload, origin=partition, first_line=line, offsets=None if as_lines else list(range(start, end)))
+            RawBatch(partition, payload, origin=partition, first_line=line,
+                     offsets=None if as_lines else list(range(start, end)), lines=len(chunk) if as_lines else None)
         )
         line += len(chunk)
     if not out:
         out.append(RawBatch(partition, [], origin=partition))
     if last:
         final = out[-1]
-        out[-1] = RawBatch(final.partition, final.payload, final.format, final.origin, final.first_line,
-                           final.offsets, final.csv_header, last=True)
+        out[-1] = dataclasses.replace(final, last=True)
     return out
 
 
@@ -155,7 +167,7 @@ class WindowedOutputs:
 
 
 def windowed_flow(
-    spec: Analytic,
+    spec: WindowSpec,
     source: Source | Sequence[Any],
     partitions: Sequence[str],
     *,

@@ -20,7 +20,7 @@ value, so a homogeneous batch costs one pass.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import polars as pl
 

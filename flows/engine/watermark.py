@@ -141,7 +141,7 @@ class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionC
                     events, clock.seen, self.horizon, self.lateness_ms, clock.max_ts
                 )
             clock.ended = clock.ended or batch.last
-            dead_letters = clock.unplaced + batch.records - batch.events.height
+            dead_letters = clock.unplaced + batch.dead_letters
             clock.unplaced = dead_letters if clock.max_ts is None else 0
             out.append(
                 StampedBatch(

@@ -26,12 +26,12 @@ missed) and ``missed`` (the starts of every window missed).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 if TYPE_CHECKING:
-    from flows.engine.aggregate import Analytic
+    from flows.engine.aggregate import WindowSpec
     from flows.engine.gather import SessionGather, WindowGather
     from flows.engine.state import FixedWindows, Sessions
 
@@ -83,11 +83,15 @@ class _Fixed:
     def assign(self, events: pl.DataFrame) -> pl.DataFrame:  # pragma: no cover - each kind has its own
         raise NotImplementedError
 
+    def late(self, ts: pl.Expr, watermark: pl.Expr) -> pl.Expr:
+        """Late for at least one window: the first window holding ``ts`` ends at or before the watermark."""
+        return (self.start(ts) + self.slide_ms) <= watermark
+
     def raw_columns(self, needed: list[str]) -> list[str]:
         """The columns a function's shard keeps of each on-time row."""
         return [*needed, WINDOW_START]
 
-    def reduce(self, spec: Analytic, on_time: pl.DataFrame) -> pl.DataFrame:
+    def reduce(self, spec: WindowSpec, on_time: pl.DataFrame) -> pl.DataFrame:
         """An aggregate's partial rows of one batch's on-time rows: per window and key."""
         return spec.partial(on_time)  # type: ignore[union-attr]
 
@@ -100,7 +104,7 @@ class _Fixed:
         """Closed rows as a function gets them (fixed windows: ``window_start`` says it all)."""
         return rows
 
-    def open_state(self, spec: Analytic, held: pl.DataFrame | None) -> FixedWindows:
+    def open_state(self, spec: WindowSpec, held: pl.DataFrame | None) -> FixedWindows:
         from flows.engine.state import FixedWindows
 
         return FixedWindows(spec, held)
@@ -241,10 +245,14 @@ class SessionWindow:
         )
         return rows[(~mask).arg_true()], late_events
 
+    def late(self, ts: pl.Expr, watermark: pl.Expr) -> pl.Expr:
+        """Late: the session the event would start has ended (``ts + gap`` at or before the watermark)."""
+        return (ts + self.gap_ms) <= watermark
+
     def raw_columns(self, needed: list[str]) -> list[str]:
         return needed
 
-    def reduce(self, spec: Analytic, on_time: pl.DataFrame) -> pl.DataFrame:
+    def reduce(self, spec: WindowSpec, on_time: pl.DataFrame) -> pl.DataFrame:
         """An aggregate's partial sessions of one batch (one row per key and run)."""
         from flows.engine.sessions import session_partials
 
@@ -258,7 +266,7 @@ class SessionWindow:
         """Closed sessions with their end, ``last_ts + gap``."""
         return rows.with_columns((pl.col(LAST_TS) + self.gap_ms).alias(WINDOW_END))
 
-    def open_state(self, spec: Analytic, held: pl.DataFrame | None) -> Sessions:
+    def open_state(self, spec: WindowSpec, held: pl.DataFrame | None) -> Sessions:
         from flows.engine.state import Sessions
 
         return Sessions(spec, held)
@@ -271,5 +279,5 @@ class SessionWindow:
         return SessionGather
 
 
-FixedWindow = Union[TumblingWindow, SlidingWindow]
-Window = Union[TumblingWindow, SlidingWindow, SessionWindow]
+FixedWindow = TumblingWindow | SlidingWindow
+Window = TumblingWindow | SlidingWindow | SessionWindow

@@ -63,7 +63,7 @@ class LocalBroker:
     def start(self, timeout: float = 30.0) -> LocalBroker:
         url = f"tcp://{self.bootstrap}"
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(  # noqa: S603 - our own binary, fixed arguments
+            self.process = subprocess.Popen(
                 [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT,

@@ -21,7 +21,7 @@ import csv
 import io
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import polars as pl
 from confluent_kafka import Producer
@@ -64,7 +64,7 @@ def user_keys(batch: RawBatch, lines: list[bytes]) -> list[bytes | None]:
         found = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema={"user_id": pl.String})["user_id"]
         if found.len() != len(lines):
             raise ValueError("lines and rows differ")
-    except Exception:  # noqa: BLE001 - a corrupted record somewhere: line by line
+    except Exception:
         texts = pl.Series([line.decode("utf-8", "replace") for line in lines], dtype=pl.String)
         found = texts.str.json_path_match("$.user_id")  # null where the record is not JSON
     return [key.encode() if key else None for key in found.to_list()]
@@ -85,7 +85,7 @@ class Publisher:
         produce(self.producer, self.topic, value, key, self._delivered)
         self.sent += 1
 
-    def _delivered(self, error, message) -> None:  # noqa: ANN001 - librdkafka callback
+    def _delivered(self, error, message) -> None:
         if error is not None:
             self.failures.append(str(error))
         else:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     what.add_argument("--file", help="JSON Lines / REES46 CSV path or glob (comma-separated for several)")
     parser.add_argument("--events", type=int, default=300_000, help="simulated events; 0 = forever")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--malformed-rate", type=float, default=SimSettings.malformed_rate)
+    parser.add_argument("--malformed-rate", type=float, default=SimSettings().malformed_rate)
     parser.add_argument("--start", default=None, help="simulated event time of the first event (ISO-8601 or now)")
     parser.add_argument("--rate", type=float, default=0.0, help="messages per second; 0 = as fast as possible")
     parser.add_argument("--key", choices=["user_id", "none"], default="user_id")
@@ -124,9 +124,9 @@ def main(argv: list[str] | None = None) -> None:
             # user keys spread them over the topic's partitions.
             sim = SimSettings(events=args.events, seed=args.seed, partitions=1, malformed_rate=args.malformed_rate)
             if args.start:
-                from flows.engine.config import parse_utc_ms
+                from flows.engine.setting import instant
 
-                sim = SimSettings(**{**sim.__dict__, "start_ms": parse_utc_ms(args.start)})
+                sim = SimSettings(**{**sim.__dict__, "start_ms": instant(args.start)})
             source: SimSource | FileSource = SimSource(sim)
             total = args.events or None
         else:

@@ -41,11 +41,18 @@ complete window (every shard's rows together).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import bytewax.operators as op
 import polars as pl
 
 from flows.engine.aggregate import WindowedFunction
-from flows.engine.present import iso, seconds
-from flows.engine.windows import WINDOW_START, TumblingWindow
+from flows.engine.analytics.registry import Analytic
+from flows.engine.present import as_time, seconds
+from flows.engine.setting import Group, duration, positive, setting, whole_seconds
+from flows.engine.streams import FLOAT, INT, TEXT, TIME, Column, OutputStream
+from flows.engine.windows import WINDOW_END, WINDOW_START, TumblingWindow
+from flows.engine.wiring import Wiring
 
 ALL_CATEGORIES = "*"
 
@@ -61,20 +68,25 @@ STAGE_SCHEMA = pl.Schema(
 )
 """What :func:`funnel_function` gives: one row per window, category and user who viewed."""
 
-OUTPUT_SCHEMA = pl.Schema(
-    {
-        "window_start": pl.String,
-        "window_end": pl.String,
-        "category": pl.String,
-        "viewed": pl.Int64,
-        "carted": pl.Int64,
-        "purchased": pl.Int64,
-        "view_to_cart": pl.Float64,
-        "cart_to_purchase": pl.Float64,
-        "conversion": pl.Float64,
-        "median_time_to_purchase_s": pl.Float64,
-    }
+FUNNEL = OutputStream(
+    "funnel",
+    row="window and category (and `*` for all)",
+    fields="`window_start`, `window_end`, `category`, `viewed`, `carted`, `purchased` (distinct users at each "
+    "ordered step), `view_to_cart`, `cart_to_purchase`, `conversion` (purchased / viewed), "
+    "`median_time_to_purchase_s` (first view to first purchase, over the users who purchased)",
+    key=(WINDOW_START, "category"),
+    columns=(
+        Column(WINDOW_START, TIME, nullable=False),
+        Column(WINDOW_END, TIME, nullable=False),
+        Column("category", TEXT, nullable=False),
+        *(Column(name, INT, nullable=False) for name in ("viewed", "carted", "purchased")),
+        Column("view_to_cart", FLOAT, nullable=False),
+        Column("cart_to_purchase", FLOAT),
+        Column("conversion", FLOAT, nullable=False),
+        Column("median_time_to_purchase_s", FLOAT),
+    ),
 )
+OUTPUT_SCHEMA = FUNNEL.schema
 
 _GROUP = [WINDOW_START, "category", "user_id"]
 
@@ -112,7 +124,7 @@ def funnel_stages(events: pl.DataFrame) -> pl.DataFrame:
 
 
 def funnel_rows(stages: pl.DataFrame, window_ms: int) -> pl.DataFrame:
-    """Stage times of complete windows (:data:`STAGE_SCHEMA`) -> output rows (:data:`OUTPUT_SCHEMA`).
+    """Stage times of complete windows (:data:`STAGE_SCHEMA`) -> output rows (:data:`FUNNEL`).
 
     Rows per (window, category) sorted by window then category (``"*"``
     sorts first); ``window_end`` is ``window_start + window_ms``.
@@ -132,8 +144,8 @@ def funnel_rows(stages: pl.DataFrame, window_ms: int) -> pl.DataFrame:
     viewed, carted, purchased = pl.col("viewed"), pl.col("carted"), pl.col("purchased")
     # Column by column division is correctly rounded (unlike division by a scalar).
     return counts.select(
-        iso(WINDOW_START).alias("window_start"),
-        iso(pl.col(WINDOW_START) + window_ms).alias("window_end"),
+        as_time(WINDOW_START).alias("window_start"),
+        as_time(pl.col(WINDOW_START) + window_ms).alias("window_end"),
         "category",
         viewed,
         carted,
@@ -143,3 +155,31 @@ def funnel_rows(stages: pl.DataFrame, window_ms: int) -> pl.DataFrame:
         (purchased / viewed).alias("conversion"),
         seconds(pl.col("median_ms")).alias("median_time_to_purchase_s"),
     )
+
+
+@dataclass(frozen=True)
+class FunnelSettings(Group):
+    """The ordered conversion funnel."""
+
+    funnel_window_ms: int = setting("DMP_FUNNEL_WINDOW", "1h", duration, "Tumbling window of the funnel",
+                                    positive, whole_seconds)
+
+    @property
+    def window(self) -> TumblingWindow:
+        return TumblingWindow(self.funnel_window_ms)
+
+
+def wire(w: Wiring) -> None:
+    """funnel_windows (per user) -> funnel_rates -> funnel."""
+    window = w.group(FunnelSettings).window
+    steps = w.window("funnel", funnel_function(window))
+    w.write(FUNNEL, op.map_value("funnel_rates", steps.results, lambda done: funnel_rows(done.rows, window.size_ms)))
+
+
+ANALYTICS = (
+    Analytic(
+        "funnel", 30, "per window and category: users who viewed, then carted, then bought",
+        streams=(FUNNEL,), wire=wire, settings=FunnelSettings, fields=("category",),
+        dedup_windows=lambda settings: (settings.group(FunnelSettings).window,),
+    ),
+)

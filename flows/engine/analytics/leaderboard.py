@@ -13,19 +13,25 @@ from __future__ import annotations
 import polars as pl
 
 from flows.engine.money import money
-from flows.engine.present import iso
-from flows.engine.windows import WINDOW_START
+from flows.engine.present import as_time
+from flows.engine.streams import INT, MONEY, TEXT, TIME, Column, OutputStream
+from flows.engine.windows import WINDOW_END, WINDOW_START
 
-OUTPUT_SCHEMA = pl.Schema(
-    {
-        "window_start": pl.String,
-        "window_end": pl.String,
-        "rank": pl.Int64,
-        "product_id": pl.String,
-        "revenue": pl.Float64,
-        "units": pl.Int64,
-        "purchases": pl.Int64,
-    }
+LEADERBOARD = OutputStream(
+    "leaderboard",
+    row="rank in a window",
+    fields="`window_start`, `window_end`, `rank` (1..N), `product_id`, `revenue`, `units`, `purchases`: the top N "
+    "products with purchases, by revenue desc, then units desc, then product_id asc (as text), over all shards",
+    key=(WINDOW_START, "rank"),
+    columns=(
+        Column(WINDOW_START, TIME, nullable=False),
+        Column(WINDOW_END, TIME, nullable=False),
+        Column("rank", INT, nullable=False),
+        Column("product_id", TEXT, nullable=False),
+        Column("revenue", MONEY, nullable=False),
+        Column("units", INT, nullable=False),
+        Column("purchases", INT, nullable=False),
+    ),
 )
 
 
@@ -50,10 +56,10 @@ def top_n(rows: pl.DataFrame, n: int) -> pl.DataFrame:
 
 
 def leaderboard(rows: pl.DataFrame, n: int, window_ms: int) -> pl.DataFrame:
-    """Complete window rows -> leaderboard output rows (:data:`OUTPUT_SCHEMA`)."""
+    """Complete window rows -> typed leaderboard rows (:data:`LEADERBOARD`)."""
     return top_n(rows, n).select(
-        iso(WINDOW_START).alias("window_start"),
-        iso(pl.col(WINDOW_START) + window_ms).alias("window_end"),
+        as_time(WINDOW_START).alias("window_start"),
+        as_time(pl.col(WINDOW_START) + window_ms).alias("window_end"),
         pl.col("rank"),
         "product_id",
         money("revenue_micros").alias("revenue"),

@@ -2,7 +2,7 @@
 
 In: closed sessions, released in order (each with its ``basket``: the
 products carted or purchased in it, at most ``basket_limit`` of them, see
-:mod:`flows.engine.analytics.user_sessions`). Out (:data:`OUTPUT_SCHEMA`):
+:mod:`flows.engine.analytics.user_sessions`). Out (:data:`RECOMMENDATIONS`):
 a product's top K related products, emitted when that list changes.
 
 How it counts:
@@ -40,21 +40,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
+import bytewax.operators as op
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import LAST_TS
-from flows.engine.present import iso
+from flows.engine.analytics.registry import Analytic
+from flows.engine.analytics.user_sessions import SessionSettings, session_dedup_windows, session_windows
+from flows.engine.errors import ConfigError
+from flows.engine.present import as_time
 from flows.engine.schema import END_OF_TIME, ClosedWindows
+from flows.engine.setting import Group, at_least, duration, integer, positive, setting
+from flows.engine.streams import FLOATS, TEXT, TEXTS, TIME, Column, OutputStream
+from flows.engine.wiring import Wiring
 
-OUTPUT_SCHEMA = pl.Schema(
-    {
-        "product_id": pl.String,
-        "as_of": pl.String,
-        "related": pl.List(pl.String),
-        "scores": pl.List(pl.Float64),
-    }
+RECOMMENDATIONS = OutputStream(
+    "recommendations",
+    row="product whose related list changed",
+    fields="`product_id`, `as_of` (the end of the interval it reflects), `related` (top K product ids, best "
+    "first), `scores` (their cosine scores)",
+    key=("product_id", "as_of"),
+    columns=(
+        Column("product_id", TEXT, nullable=False),
+        Column("as_of", TIME, nullable=False),
+        Column("related", TEXTS, nullable=False),
+        Column("scores", FLOATS, nullable=False),
+    ),
 )
 _PRODUCTS = {"product_id": pl.String, "n": pl.Float64}
 _PAIRS = {"product_id": pl.String, "other": pl.String, "co": pl.Float64}
@@ -62,12 +75,22 @@ _EMITTED = {"product_id": pl.String, "related": pl.List(pl.String)}
 
 
 @dataclass(frozen=True)
-class RecoSettings:
-    interval_ms: int = 3_600_000
-    half_life_ms: int = 7 * 86_400_000
-    top_k: int = 10
-    neighbours: int = 50
-    min_weight: float = 0.01
+class RecoSettings(Group):
+    """Co-purchase recommendations."""
+
+    reco_half_life_ms: int = setting("DMP_RECO_HALF_LIFE", "7d", duration,
+                                     "Half-life of co-purchase counts (event time)", positive)
+    reco_interval_ms: int = setting("DMP_RECO_INTERVAL", "1h", duration,
+                                    "Recommendations advance by intervals of this much event time", positive)
+    reco_top_k: int = setting("DMP_RECO_TOP_K", "10", integer, "Related products listed per product", at_least(1))
+    reco_neighbours: int = setting("DMP_RECO_NEIGHBOURS", "50", integer,
+                                   "Related products tracked per product (heavy-hitters capacity; >= "
+                                   "`DMP_RECO_TOP_K`)", at_least(1))
+    min_weight: ClassVar[float] = 0.01  # counts decayed below this (of one session) leave the state
+
+    def check(self) -> None:
+        if self.reco_neighbours < self.reco_top_k:
+            raise ConfigError(f"DMP_RECO_NEIGHBOURS: must be >= DMP_RECO_TOP_K ({self.reco_top_k})")
 
 
 @dataclass
@@ -107,7 +130,7 @@ class CoPurchases:
 
     def decay(self, interval: int) -> float:
         elapsed = 0 if self.as_of is None else interval - self.as_of
-        return 0.5 ** (elapsed * self.settings.interval_ms / self.settings.half_life_ms)
+        return 0.5 ** (elapsed * self.settings.reco_interval_ms / self.settings.reco_half_life_ms)
 
     def apply(self, interval: int, baskets: pl.Series) -> pl.DataFrame:
         """Apply one interval's sessions; return the rows of products whose list changed."""
@@ -117,7 +140,7 @@ class CoPurchases:
         floor = self.settings.min_weight
         products = _add(self.products, singles, ["product_id"], "n", factor).filter(pl.col("n") >= floor)
         pairs = _add(self.pairs, new_pairs, ["product_id", "other"], "co", factor).filter(pl.col("co") >= floor)
-        pairs = _heavy_hitters(pairs, self.settings.neighbours)
+        pairs = _heavy_hitters(pairs, self.settings.reco_neighbours)
         pairs = pairs.join(products.select("product_id"), on="product_id", how="semi").join(
             products.select(pl.col("product_id").alias("other")), on="other", how="semi"
         )
@@ -135,8 +158,8 @@ class CoPurchases:
             .sort(["product_id", "score", "other"], descending=[False, True, False])
         )
         return scored.group_by("product_id", maintain_order=True).agg(
-            pl.col("other").head(self.settings.top_k).alias("related"),
-            pl.col("score").head(self.settings.top_k).alias("scores"),
+            pl.col("other").head(self.settings.reco_top_k).alias("related"),
+            pl.col("score").head(self.settings.reco_top_k).alias("scores"),
         )
 
     def _changes(self, interval: int) -> pl.DataFrame:
@@ -152,9 +175,9 @@ class CoPurchases:
         )
         out = pl.concat([changed, vanished], how="vertical").sort("product_id")
         self.emitted = lists.select("product_id", "related")
-        end = (interval + 1) * self.settings.interval_ms
-        return out.select("product_id", iso(pl.lit(end, pl.Int64)).alias("as_of"), "related", "scores").cast(
-            OUTPUT_SCHEMA  # type: ignore[arg-type]
+        end = (interval + 1) * self.settings.reco_interval_ms
+        return out.select("product_id", as_time(pl.lit(end, pl.Int64)).alias("as_of"), "related", "scores").cast(
+            RECOMMENDATIONS.schema  # type: ignore[arg-type]
         )
 
     def held(self, waiting: pl.DataFrame | None) -> RecoState:
@@ -221,7 +244,8 @@ class RecommendLogic(StatefulBatchLogic[ClosedWindows, pl.DataFrame, RecoState])
             until = released.closed_until
         if until is None:
             return [], StatefulBatchLogic.RETAIN
-        return self._apply(ready_intervals(until, self.gap_ms, self.settings.interval_ms)), StatefulBatchLogic.RETAIN
+        ready = ready_intervals(until, self.gap_ms, self.settings.reco_interval_ms)
+        return self._apply(ready), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[pl.DataFrame], bool]:
         return self._apply(END_OF_TIME), StatefulBatchLogic.RETAIN
@@ -230,7 +254,7 @@ class RecommendLogic(StatefulBatchLogic[ClosedWindows, pl.DataFrame, RecoState])
         if not self.waiting:
             return []
         waiting = pl.concat(self.waiting, how="vertical").with_columns(
-            (pl.col(LAST_TS) // self.settings.interval_ms).alias("_interval")
+            (pl.col(LAST_TS) // self.settings.reco_interval_ms).alias("_interval")
         )
         due = waiting.filter(pl.col("_interval") < ready)
         rest = waiting.filter(pl.col("_interval") >= ready).drop("_interval")
@@ -246,3 +270,20 @@ class RecommendLogic(StatefulBatchLogic[ClosedWindows, pl.DataFrame, RecoState])
         waiting = pl.concat(self.waiting, how="vertical") if self.waiting else None
         self.waiting = [waiting] if waiting is not None else []
         return self.counts.held(waiting)
+
+
+def wire(w: Wiring) -> None:
+    """session_windows -> co_purchases -> recommendations."""
+    settings = w.group(RecoSettings)
+    gap = w.group(SessionSettings).session_gap_ms
+    sessions = session_windows(w)
+    lists = op.stateful_batch("co_purchases", sessions.results, lambda resume: RecommendLogic(settings, gap, resume))
+    w.write(RECOMMENDATIONS, lists)
+
+
+ANALYTICS = (
+    Analytic(
+        "recommendations", 40, "per product: the products bought with it in the same sessions (cosine, decayed)",
+        streams=(RECOMMENDATIONS,), wire=wire, settings=RecoSettings, dedup_windows=session_dedup_windows,
+    ),
+)

@@ -2,7 +2,8 @@
 
 In: for each bucket ``t`` in order, every series' value ``x`` (an integer:
 a count, or money in micro-units), ``units`` (how many events make it up)
-and ``squares`` (the sum of their sizes squared: ``units`` for a count). Out, per series and bucket (``None`` where the history is too short):
+and ``squares`` (the sum of their sizes squared: ``units`` for a count).
+Out, per series and bucket (``None`` where the history is too short):
 
 - ``moving_avg``: mean of the last ``ma`` values;
 - ``diff``: ``x[t] - x[t-1]``; ``seasonal_diff``: ``x[t] - x[t-P]`` (``P`` the period);
@@ -34,7 +35,8 @@ recomputes it from the whole series. State per series: ``history`` buckets.
 >>> config = SeriesConfig(ma=2, period=2, seasons=1, acf_window=3, anomaly_window=5, z=5.0, min_events=1)
 >>> state = SeriesState.empty(config)
 >>> state.add_series(1, 0)
->>> out = [state.step(t, np.array([x]), np.array([x]), np.array([x], dtype=object)) for t, x in enumerate([4, 8, 6, 10])]
+>>> out = [state.step(t, np.array([x]), np.array([x]), np.array([x], dtype=object))
+...        for t, x in enumerate([4, 8, 6, 10])]
 >>> [o["moving_avg"][0] for o in out], [o["seasonal"][0] for o in out]
 ([None, 6.0, 7.0, 8.0], [None, None, None, 2.0])
 """

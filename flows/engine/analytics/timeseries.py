@@ -24,24 +24,36 @@ by its longest trailing window (``SeriesConfig.history`` buckets).
 ...     "revenue_micros": [5_000_000, 0], "revenue_squares": [250_000, 0], "orders": [1, 0], "views": [3, 2],
 ...     "events": [4, 2]})
 >>> series_values(rows, 60_000).rows()
-[(0, 'orders', '*', 1, 1, 1), (0, 'orders', 'shoes', 1, 1, 1), (0, 'revenue', '*', 5000000, 1, 250000), (0, 'revenue', 'shoes', 5000000, 1, 250000), (0, 'views', '*', 5, 5, 5)]
+[(0, 'orders', '*', 1, 1, 1), (0, 'orders', 'shoes', 1, 1, 1), (0, 'revenue', '*', 5000000, 1, 250000),
+ (0, 'revenue', 'shoes', 5000000, 1, 250000), (0, 'views', '*', 5, 5, 5)]
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import bytewax.operators as op
 import numpy as np
 import polars as pl
+from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import Sum, WindowedAggregate
+from flows.engine.analytics.registry import Analytic
 from flows.engine.analytics.seasonal import SeriesConfig, SeriesState, as_floats
-from flows.engine.errors import DmpError
+from flows.engine.errors import ConfigError, DmpError
 from flows.engine.money import MICROS, line_micros
-from flows.engine.present import iso
+from flows.engine.present import as_time
 from flows.engine.schema import ClosedWindows
+from flows.engine.setting import Group, at_least, duration, integer, number, positive, setting, whole_seconds
+from flows.engine.streams import FLOAT, TEXT, TIME, Column, OutputStream
 from flows.engine.windows import WINDOW_START, TumblingWindow
+from flows.engine.wiring import Wiring
+
+if TYPE_CHECKING:
+    from flows.engine.config import Settings
 
 OVERALL = "*"
 MONEY_METRICS = ("revenue",)
@@ -54,29 +66,31 @@ _IN_UNITS = ("value", "moving_avg", "diff", "seasonal_diff", "trend", "seasonal"
 _STATISTICS = ("value", "moving_avg", "diff", "seasonal_diff", "acf_1", "acf_period", "trend", "seasonal",
                "residual")
 
-OUTPUT_SCHEMA = pl.Schema(
-    {
-        "bucket_start": pl.String,
-        "bucket_end": pl.String,
-        "metric": pl.String,
-        "category": pl.String,
-        **{name: pl.Float64 for name in _STATISTICS},
-    }
+_SERIES_KEY = (Column("bucket_start", TIME, nullable=False), Column("bucket_end", TIME, nullable=False),
+               Column("metric", TEXT, nullable=False), Column("category", TEXT, nullable=False))
+TIMESERIES = OutputStream(
+    SERIES,
+    row="series and bucket, as it closes",
+    fields="`bucket_start`, `bucket_end`, `metric` (`revenue`, `orders`, `views`), `category` (`*` for all), "
+    "`value` (revenue in currency), `moving_avg`, `diff`, `seasonal_diff`, `acf_1`, `acf_period`, `trend`, "
+    "`seasonal`, `residual` (null until a series has the history a statistic needs)",
+    key=("bucket_start", "metric", "category"),
+    columns=(*_SERIES_KEY, Column("value", FLOAT, nullable=False), *(Column(name, FLOAT) for name in _STATISTICS[1:])),
 )
-ALERT_SCHEMA = pl.Schema(
-    {
-        "bucket_start": pl.String,
-        "bucket_end": pl.String,
-        "metric": pl.String,
-        "category": pl.String,
-        "actual": pl.Float64,
-        "expected": pl.Float64,
-        "residual": pl.Float64,
-        "score": pl.Float64,
-        "direction": pl.String,
-        "threshold": pl.Float64,
-    }
+ANOMALIES = OutputStream(
+    ALERTS,
+    row="bucket whose residual is far from normal",
+    fields="`bucket_start`, `bucket_end`, `metric`, `category`, `actual`, `expected` (trend + seasonal), "
+    "`residual`, `score` (robust z), `direction` (`up`, `down`), `threshold`",
+    key=("bucket_start", "metric", "category"),
+    columns=(
+        *_SERIES_KEY,
+        *(Column(name, FLOAT, nullable=False) for name in ("actual", "expected", "residual", "score")),
+        Column("direction", TEXT, nullable=False),
+        Column("threshold", FLOAT, nullable=False),
+    ),
 )
+OUTPUT_SCHEMA, ALERT_SCHEMA = TIMESERIES.schema, ANOMALIES.schema
 
 
 def timeseries_aggregate(bucket: TumblingWindow) -> WindowedAggregate:
@@ -105,9 +119,8 @@ def series_values(rows: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
     the noise floor when anomalies are scored.
     """
     counted = rows.with_columns((pl.col(WINDOW_START) // bucket_ms).alias("bucket"))
-    overall = counted.group_by("bucket").agg(pl.col("revenue_micros", "revenue_squares", "orders", "views").sum()).with_columns(
-        pl.lit(OVERALL).alias("category")
-    )
+    sums = pl.col("revenue_micros", "revenue_squares", "orders", "views").sum()
+    overall = counted.group_by("bucket").agg(sums).with_columns(pl.lit(OVERALL).alias("category"))
     scoped = pl.concat([counted.filter(pl.col("category").is_not_null()).select(overall.columns), overall])
 
     def metric(name: str, value: str, units: str, squares: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -210,16 +223,16 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
 
 def _bucket_times(bucket_ms: int) -> list[pl.Expr]:
     start = pl.col("bucket") * bucket_ms
-    return [iso(start).alias("bucket_start"), iso(start + bucket_ms).alias("bucket_end")]
+    return [as_time(start).alias("bucket_start"), as_time(start + bucket_ms).alias("bucket_end")]
 
 
 def present_series(rows: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
-    """Engine rows -> :data:`OUTPUT_SCHEMA` rows."""
+    """Engine rows -> typed :data:`TIMESERIES` rows."""
     return rows.select(*_bucket_times(bucket_ms), "metric", "category", *_STATISTICS)
 
 
 def present_alerts(rows: pl.DataFrame, bucket_ms: int, z: float) -> pl.DataFrame:
-    """Engine rows whose score reached ``z`` -> :data:`ALERT_SCHEMA` rows."""
+    """Engine rows whose score reached ``z`` -> typed :data:`ANOMALIES` rows."""
     return rows.select(
         *_bucket_times(bucket_ms),
         "metric",
@@ -231,3 +244,85 @@ def present_alerts(rows: pl.DataFrame, bucket_ms: int, z: float) -> pl.DataFrame
         pl.when(pl.col("score") > 0).then(pl.lit("up")).otherwise(pl.lit("down")).alias("direction"),
         pl.lit(z, pl.Float64).alias("threshold"),
     )
+
+
+@dataclass(frozen=True)
+class TimeSeriesSettings(Group):
+    """Time series of business metrics and their anomalies."""
+
+    ts_bucket_ms: int = setting("DMP_TS_BUCKET", "1m", duration,
+                                "Bucket of the time series (revenue and orders overall and per category, views "
+                                "overall)", positive, whole_seconds)
+    ts_ma: int = setting("DMP_TS_MA", "15", integer, "Buckets in the trailing moving average", at_least(1))
+    ts_period: int = setting("DMP_TS_PERIOD", "1440", integer,
+                             "Buckets in one season (1440 at 1m: daily); the trend is the mean of the last period",
+                             at_least(2))
+    ts_seasons: int = setting("DMP_TS_SEASONS", "3", integer, "Past seasons whose median makes the seasonal component",
+                              at_least(1))
+    ts_acf_window: int = setting("DMP_TS_ACF_WINDOW", "2880", integer,
+                                 "Trailing buckets the autocorrelations are computed over (longer than "
+                                 "`DMP_TS_PERIOD`)", at_least(3))
+    anomaly_z: float = setting("DMP_ANOMALY_Z", "5", number,
+                               "Alert when a residual's robust score (distance from the median of recent residuals "
+                               "in scaled MADs) reaches this", positive)
+    anomaly_window: int = setting("DMP_ANOMALY_WINDOW", "60", integer,
+                                  "Recent residuals (buckets) whose median and MAD score the next one", at_least(5))
+    anomaly_min_events: int = setting("DMP_ANOMALY_MIN_EVENTS", "5", integer,
+                                      "Series averaging fewer events per bucket over the last period are not scored "
+                                      "(orders count for revenue): a sparse series' big order is chance, not an "
+                                      "anomaly", at_least(0))
+
+    def check(self) -> None:
+        if self.ts_acf_window <= self.ts_period:
+            raise ConfigError(f"DMP_TS_ACF_WINDOW: must be longer than DMP_TS_PERIOD ({self.ts_period} buckets) "
+                              f"to give an autocorrelation at the period; got {self.ts_acf_window}")
+
+    @property
+    def bucket(self) -> TumblingWindow:
+        return TumblingWindow(self.ts_bucket_ms)
+
+    @property
+    def series(self) -> SeriesConfig:
+        return SeriesConfig(self.ts_ma, self.ts_period, self.ts_seasons, self.ts_acf_window, self.anomaly_window,
+                            self.anomaly_z, self.anomaly_min_events)
+
+
+def decomposed(w: Wiring) -> Stream:
+    """timeseries_buckets -> decompose: ``(SERIES | ALERTS, rows)`` as each bucket closes (built once)."""
+
+    def build() -> Stream:
+        settings = w.group(TimeSeriesSettings)
+        bucket, config = settings.bucket, settings.series
+        buckets = w.window("timeseries", timeseries_aggregate(bucket), step_id="timeseries_buckets")
+        return op.stateful_batch(
+            "decompose", buckets.results, lambda resume: TimeSeriesLogic(config, bucket.size_ms, resume)
+        )
+
+    return w.shared("decompose", build)
+
+
+def _wire_rows(stream: OutputStream) -> Callable[[Wiring], None]:
+    def wire(w: Wiring) -> None:
+        tag = stream.name
+        rows = op.filter_map(f"{tag}_rows", decomposed(w), lambda kv: (kv[0], kv[1][1]) if kv[1][0] == tag else None)
+        w.write(stream, rows)
+
+    return wire
+
+
+def _buckets(settings: Settings) -> tuple[TumblingWindow, ...]:
+    return (settings.group(TimeSeriesSettings).bucket,)
+
+
+ANALYTICS = (
+    Analytic(
+        "timeseries", 60, "revenue, orders and views per bucket, decomposed into trend, seasonal and residual",
+        streams=(TIMESERIES,), wire=_wire_rows(TIMESERIES), settings=TimeSeriesSettings, fields=("category",),
+        dedup_windows=_buckets,
+    ),
+    Analytic(
+        "anomalies", 70, "buckets whose residual is far from normal (robust scores), with their direction",
+        streams=(ANOMALIES,), wire=_wire_rows(ANOMALIES), settings=TimeSeriesSettings, fields=("category",),
+        dedup_windows=_buckets,
+    ),
+)

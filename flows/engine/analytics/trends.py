@@ -18,30 +18,24 @@ A product that goes quiet produces no row (the next row it gets is ``new``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import bytewax.operators as op
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import Sum, WindowedAggregate
+from flows.engine.analytics.leaderboard import LEADERBOARD, leaderboard
+from flows.engine.analytics.registry import Analytic
+from flows.engine.errors import ConfigError
 from flows.engine.money import line_micros, money
-from flows.engine.present import iso
+from flows.engine.monitor import late_report
+from flows.engine.present import LATE, QUALITY, as_time, late_rows, quality_rows
 from flows.engine.schema import ClosedWindows
-from flows.engine.windows import WINDOW_START, FixedWindow
-
-OUTPUT_SCHEMA = pl.Schema(
-    {
-        "window_start": pl.String,
-        "window_end": pl.String,
-        "product_id": pl.String,
-        "views": pl.Int64,
-        "carts": pl.Int64,
-        "removes": pl.Int64,
-        "purchases": pl.Int64,
-        "units": pl.Int64,
-        "revenue": pl.Float64,
-        "revenue_change": pl.Float64,
-        "trend": pl.String,
-    }
-)
+from flows.engine.setting import Group, at_least, duration, integer, optional, positive, setting, whole_seconds
+from flows.engine.streams import INT, MONEY, TEXT, TIME, Column, OutputStream
+from flows.engine.windows import WINDOW_END, WINDOW_START, FixedWindow, SlidingWindow, TumblingWindow
+from flows.engine.wiring import Wiring
 
 
 def trends_aggregate(window: FixedWindow) -> WindowedAggregate:
@@ -63,17 +57,6 @@ def trends_aggregate(window: FixedWindow) -> WindowedAggregate:
             ),
         },
     )
-
-
-def tiling(rows: pl.DataFrame, window: FixedWindow) -> pl.DataFrame:
-    """The rows of windows that tile time (every window, unless they slide).
-
-    Sliding windows overlap, so totals over them would count an event once
-    per window; the windows starting at multiples of their size do not.
-    """
-    if window.slide_ms == window.size_ms:
-        return rows
-    return rows[((rows[WINDOW_START] % window.size_ms) == 0).arg_true()]
 
 
 def compare_with_previous(rows: pl.DataFrame, previous: pl.DataFrame, step_ms: int) -> pl.DataFrame:
@@ -123,10 +106,10 @@ def compare_with_previous(rows: pl.DataFrame, previous: pl.DataFrame, step_ms: i
 
 
 def present(rows: pl.DataFrame, window: FixedWindow) -> pl.DataFrame:
-    """Engine rows -> output rows (:data:`OUTPUT_SCHEMA`)."""
+    """Engine rows -> typed output rows (:data:`TRENDS`)."""
     return rows.select(
-        iso(WINDOW_START).alias("window_start"),
-        iso(pl.col(WINDOW_START) + window.size_ms).alias("window_end"),
+        as_time(WINDOW_START).alias("window_start"),
+        as_time(pl.col(WINDOW_START) + window.size_ms).alias("window_end"),
         "product_id",
         "views",
         "carts",
@@ -165,3 +148,71 @@ class TrendChange(StatefulBatchLogic[ClosedWindows, pl.DataFrame, pl.DataFrame])
 
     def snapshot(self) -> pl.DataFrame | None:
         return self.last
+
+
+@dataclass(frozen=True)
+class TrendSettings(Group):
+    """Trends and the leaderboard."""
+
+    window_ms: int = setting("DMP_WINDOW", "1m", duration,
+                             "Event-time window length of trends and the leaderboard, aligned to the Unix epoch "
+                             "(whole seconds)", positive, whole_seconds)
+    window_slide_ms: int | None = setting("DMP_WINDOW_SLIDE", "", optional(duration),
+                                          "Start a window every this often (sliding windows; must divide "
+                                          "`DMP_WINDOW`); unset: tumbling windows", positive, whole_seconds)
+    top_n: int = setting("DMP_TOP_N", "10", integer, "Rows per window in the leaderboard", at_least(1))
+
+    def check(self) -> None:
+        if self.window_slide_ms is not None and self.window_ms % self.window_slide_ms:
+            raise ConfigError(f"DMP_WINDOW_SLIDE: must divide DMP_WINDOW ({self.window_ms} ms); "
+                              f"got {self.window_slide_ms} ms")
+
+    @property
+    def window(self) -> FixedWindow:
+        """The trend windows: tumbling, or sliding when ``DMP_WINDOW_SLIDE`` is set."""
+        slide = self.window_slide_ms
+        if slide is None or slide == self.window_ms:
+            return TumblingWindow(self.window_ms)
+        return SlidingWindow(self.window_ms, slide)
+
+
+TRENDS = OutputStream(
+    "trends",
+    row="product with at least one event in a window",
+    fields="`window_start`, `window_end` (ISO-8601 UTC, `Z`), `product_id`, `views`, `carts` (add_to_cart), "
+    "`removes` (remove_from_cart), `purchases`, `units` (sum of purchase quantities), `revenue` (sum of price x "
+    "quantity over purchases; a purchase without a price adds 0), `revenue_change`, `trend`",
+    key=(WINDOW_START, "product_id"),
+    columns=(
+        Column(WINDOW_START, TIME, nullable=False),
+        Column(WINDOW_END, TIME, nullable=False),
+        Column("product_id", TEXT, nullable=False),
+        *(Column(name, INT, nullable=False) for name in ("views", "carts", "removes", "purchases", "units")),
+        Column("revenue", MONEY, nullable=False),
+        Column("revenue_change", MONEY, nullable=False),
+        Column("trend", TEXT, nullable=False),
+    ),
+)
+
+
+def wire(w: Wiring) -> None:
+    """trends_windows -> compare_with_previous_window -> trends; rank_top_n -> leaderboard; quality, late."""
+    settings = w.group(TrendSettings)
+    window, top_n = settings.window, settings.top_n
+    windows = w.window("trends", trends_aggregate(window))  # Windowed(results, late, quality)
+    w.measure(lambda: op.map("report_late", windows.late, lambda kv: late_report(kv[1])))
+    trends = op.stateful_batch("compare_with_previous_window", windows.results, lambda r: TrendChange(window, r))
+    board = op.map_value("rank_top_n", windows.results, lambda closed: leaderboard(closed.rows, top_n, window.size_ms))
+    w.write(TRENDS, trends)
+    w.write(LEADERBOARD, board)
+    w.write(QUALITY, op.map_value("present_quality", windows.quality, quality_rows))
+    w.write(LATE, op.map("present_late", windows.late, lambda kv: (kv[0], late_rows(kv[1], kv[0]))))
+
+
+ANALYTICS = (
+    Analytic(
+        "trends", 10, "per product and window: views, carts, purchases, revenue and a change indicator; the top N",
+        streams=(TRENDS, LEADERBOARD, QUALITY, LATE), wire=wire, settings=TrendSettings,
+        dedup_windows=lambda settings: (settings.group(TrendSettings).window,),
+    ),
+)

@@ -3,7 +3,7 @@
 In: closed sessions (released in order, see
 :mod:`flows.engine.analytics.user_sessions`) and each user's purchase
 revenue over a sliding event-time window. Out: trigger rows
-(:data:`OUTPUT_SCHEMA`):
+(:data:`TRIGGERS`):
 
 - ``cart_abandoned``: a session closed with products added to the cart and
   no purchase; at the session's last event; ``value`` is the cart value
@@ -34,13 +34,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import bytewax.operators as op
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import LAST_TS, Sum, WindowedAggregate
+from flows.engine.analytics.registry import Analytic
+from flows.engine.analytics.user_sessions import SessionSettings, session_dedup_windows, session_windows
+from flows.engine.errors import ConfigError
 from flows.engine.money import line_micros, money
-from flows.engine.present import iso
+from flows.engine.present import as_time
+from flows.engine.setting import Group, at_least, duration, number, positive, setting, whole_seconds
+from flows.engine.streams import MONEY, TEXT, TEXTS, TIME_MS, Column, OutputStream
 from flows.engine.windows import WINDOW_START, SlidingWindow
+from flows.engine.wiring import Wiring
 
 CART_ABANDONED = "cart_abandoned"
 HIGH_VALUE = "high_value_customer"
@@ -55,16 +62,23 @@ CANDIDATE_SCHEMA = pl.Schema(
         "products": pl.List(pl.String),
     }
 )
-OUTPUT_SCHEMA = pl.Schema(
-    {
-        "trigger_id": pl.String,
-        "trigger_type": pl.String,
-        "user_id": pl.String,
-        "triggered_at": pl.String,
-        "value": pl.Float64,
-        "since": pl.String,
-        "products": pl.List(pl.String),
-    }
+TRIGGERS = OutputStream(
+    "triggers",
+    row="marketing trigger that fired",
+    fields="`trigger_id` (stable hash of type, user and time), `trigger_type` (`cart_abandoned`, "
+    "`high_value_customer`), `user_id`, `triggered_at` (event time: the session's last event, or the spend "
+    "window's end), `value` (cart value, or revenue in the window), `since` (session or window start), "
+    "`products` (carted products; null for `high_value_customer`)",
+    key=("trigger_id",),
+    columns=(
+        Column("trigger_id", TEXT, nullable=False),
+        Column("trigger_type", TEXT, nullable=False),
+        Column("user_id", TEXT, nullable=False),
+        Column("triggered_at", TIME_MS, nullable=False),
+        Column("value", MONEY, nullable=False),
+        Column("since", TIME_MS, nullable=False),
+        Column("products", TEXTS),
+    ),
 )
 
 
@@ -170,9 +184,63 @@ def trigger_rows(fired: pl.DataFrame) -> pl.DataFrame:
         pl.Series("trigger_id", ids, dtype=pl.String),
         "trigger_type",
         "user_id",
-        iso("at", millis=True).alias("triggered_at"),
+        as_time("at").alias("triggered_at"),
         money("value_micros").alias("value"),
-        iso("since", millis=True).alias("since"),
+        as_time("since").alias("since"),
         "products",
-    ).cast(OUTPUT_SCHEMA)  # type: ignore[arg-type]
+    ).cast(TRIGGERS.schema)  # type: ignore[arg-type]
 
+
+
+@dataclass(frozen=True)
+class TriggerSettings(Group):
+    """Marketing triggers."""
+
+    high_value_threshold: float = setting("DMP_HIGH_VALUE_THRESHOLD", "3000", number,
+                                          "`high_value_customer` when a user's purchases in the spend window "
+                                          "exceed this", at_least(0))
+    high_value_window_ms: int = setting("DMP_HIGH_VALUE_WINDOW", "24h", duration,
+                                        "Length of the sliding spend window", positive, whole_seconds)
+    high_value_slide_ms: int = setting("DMP_HIGH_VALUE_SLIDE", "1h", duration,
+                                       "A spend window starts this often (must divide `DMP_HIGH_VALUE_WINDOW`)",
+                                       positive, whole_seconds)
+    trigger_cooldown_ms: int = setting("DMP_TRIGGER_COOLDOWN", "24h", duration,
+                                       "At most one trigger per user and type within this much event time",
+                                       at_least(0))
+
+    def check(self) -> None:
+        if self.high_value_window_ms % self.high_value_slide_ms:
+            raise ConfigError(f"DMP_HIGH_VALUE_SLIDE: must divide DMP_HIGH_VALUE_WINDOW "
+                              f"({self.high_value_window_ms} ms); got {self.high_value_slide_ms} ms")
+
+    @property
+    def spend_window(self) -> SlidingWindow:
+        return SlidingWindow(self.high_value_window_ms, self.high_value_slide_ms)
+
+
+def wire(w: Wiring) -> None:
+    """Abandoned carts from session_windows, big spenders from spend_windows -> cooldown -> triggers."""
+    settings = w.group(TriggerSettings)
+    gap = w.group(SessionSettings).session_gap_ms
+    sessions = session_windows(w)
+    carts = op.map("cart_candidates", sessions.results, lambda kv: (CART_ABANDONED, Candidates(
+        abandoned_carts(kv[1].rows), kv[1].closed_until - 2 * gap)))
+    spend_window = settings.spend_window
+    spend = w.window("spend", spend_aggregate(spend_window), only=pl.col("event_type") == "purchase")
+    threshold = round(settings.high_value_threshold * 1_000_000)
+    spenders = op.map("spend_candidates", spend.results, lambda kv: (HIGH_VALUE, Candidates(
+        big_spenders(kv[1].rows, spend_window, threshold), kv[1].closed_until)))
+    candidates = op.merge("candidates", carts, spenders)
+    cooldown = settings.trigger_cooldown_ms
+    fired = op.stateful_batch("cooldown", candidates, lambda resume: CooldownLogic(cooldown, resume))
+    w.write(TRIGGERS, fired)
+
+
+ANALYTICS = (
+    Analytic(
+        "triggers", 50, "marketing triggers: abandoned carts and high-value customers, at most one per cooldown",
+        streams=(TRIGGERS,), wire=wire, settings=TriggerSettings,
+        # Only the sessions count: the 24 h spend windows take purchases only and would make the horizon huge.
+        dedup_windows=session_dedup_windows,
+    ),
+)

@@ -29,33 +29,48 @@ take from one session).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import bytewax.operators as op
 import polars as pl
 
 from flows.engine.aggregate import LAST_TS, Distinct, Sum, WindowedAggregate
+from flows.engine.analytics.registry import Analytic
+from flows.engine.operators import Windowed
+from flows.engine.setting import Group, at_least, duration, integer, positive, setting
+from flows.engine.streams import BOOL, FLOAT, INT, MONEY, TEXT, TEXTS, TIME_MS, Column, OutputStream
+from flows.engine.wiring import Wiring
+
+if TYPE_CHECKING:
+    from flows.engine.config import Settings
 from flows.engine.money import line_micros, money
-from flows.engine.present import iso, seconds
+from flows.engine.present import as_time, seconds
 from flows.engine.windows import WINDOW_START, SessionWindow
 
-OUTPUT_SCHEMA = pl.Schema(
-    {
-        "user_id": pl.String,
-        "session_start": pl.String,
-        "session_end": pl.String,
-        "duration_s": pl.Float64,
-        "events": pl.Int64,
-        "views": pl.Int64,
-        "carts": pl.Int64,
-        "removes": pl.Int64,
-        "purchases": pl.Int64,
-        "units": pl.Int64,
-        "revenue": pl.Float64,
-        "distinct_products": pl.Int64,
-        "converted": pl.Boolean,
-        "abandoned_cart": pl.Boolean,
-        "cart_value": pl.Float64,
-        "carted_products": pl.List(pl.String),
-    }
+SESSIONS = OutputStream(
+    "sessions",
+    row="user session, when it closes",
+    fields="`user_id`, `session_start`, `session_end` (first and last event, ISO-8601 with ms), `duration_s`, "
+    "`events`, `views`, `carts`, `removes`, `purchases`, `units`, `revenue`, `distinct_products`, `converted` "
+    "(a purchase), `abandoned_cart` (a cart and no purchase), `cart_value` (price x quantity added to the cart "
+    "minus removed, at least 0), `carted_products`",
+    key=("user_id", "session_start"),
+    columns=(
+        Column("user_id", TEXT, nullable=False),
+        Column("session_start", TIME_MS, nullable=False),
+        Column("session_end", TIME_MS, nullable=False),
+        Column("duration_s", FLOAT, nullable=False),
+        *(Column(name, INT, nullable=False) for name in ("events", "views", "carts", "removes", "purchases", "units")),
+        Column("revenue", MONEY, nullable=False),
+        Column("distinct_products", INT, nullable=False),
+        Column("converted", BOOL, nullable=False),
+        Column("abandoned_cart", BOOL, nullable=False),
+        Column("cart_value", MONEY, nullable=False),
+        Column("carted_products", TEXTS, nullable=False),
+    ),
 )
+OUTPUT_SCHEMA = SESSIONS.schema
 
 
 def sessions_aggregate(gap_ms: int, basket_limit: int) -> WindowedAggregate:
@@ -87,8 +102,8 @@ def session_rows(sessions: pl.DataFrame) -> pl.DataFrame:
     """Closed sessions (engine form, in release order) -> ``sessions`` output rows."""
     return sessions.select(
         pl.col("user_id"),
-        iso(WINDOW_START, millis=True).alias("session_start"),
-        iso(LAST_TS, millis=True).alias("session_end"),
+        as_time(WINDOW_START).alias("session_start"),
+        as_time(LAST_TS).alias("session_end"),
         seconds(pl.col(LAST_TS) - pl.col(WINDOW_START)).alias("duration_s"),
         "events",
         "views",
@@ -102,4 +117,45 @@ def session_rows(sessions: pl.DataFrame) -> pl.DataFrame:
         ((pl.col("carts") > 0) & (pl.col("purchases") == 0)).alias("abandoned_cart"),
         money(pl.col("cart_micros").clip(lower_bound=0)).alias("cart_value"),
         pl.col("carted").alias("carted_products"),
-    ).cast(OUTPUT_SCHEMA)  # type: ignore[arg-type]
+    ).cast(SESSIONS.schema)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class SessionSettings(Group):
+    """Session windows: the sessions stream, and what recommendations and triggers take from closed sessions."""
+
+    session_gap_ms: int = setting("DMP_SESSION_GAP", "30m", duration,
+                                  "A user's session ends after this long without events", positive)
+    reco_basket_limit: int = setting("DMP_RECO_BASKET_LIMIT", "20", integer,
+                                     "Products of one session that count towards recommendations (a session "
+                                     "keeps the smallest ids)", at_least(2))
+
+
+def session_windows(w: Wiring) -> Windowed:
+    """Closed sessions, released in one order (keyed ``sessions``): built once for every analytic that uses them."""
+
+    def build() -> Windowed:
+        settings = w.group(SessionSettings)
+        spec = sessions_aggregate(settings.session_gap_ms, settings.reco_basket_limit)
+        return w.window("sessions", spec, step_id="session_windows")
+
+    return w.shared("session_windows", build)
+
+
+def session_dedup_windows(settings: Settings) -> tuple[SessionWindow, ...]:
+    """The windows sessions' results depend on (their gap bounds the dedup horizon)."""
+    return (SessionWindow(settings.group(SessionSettings).session_gap_ms),)
+
+
+def wire(w: Wiring) -> None:
+    """session_windows -> present_sessions -> sessions."""
+    sessions = session_windows(w)
+    w.write(SESSIONS, op.map_value("present_sessions", sessions.results, lambda closed: session_rows(closed.rows)))
+
+
+ANALYTICS = (
+    Analytic(
+        "sessions", 20, "per user visit: what they looked at, carted and bought",
+        streams=(SESSIONS,), wire=wire, settings=SessionSettings, dedup_windows=session_dedup_windows,
+    ),
+)

@@ -2,30 +2,29 @@
 
 :class:`Outputs` names the sinks of each stream; :func:`build_outputs` makes
 the set ``DMP_SINK`` asks for: ``$DMP_OUT_DIR/<stream>/`` files and/or
-``<DMP_KAFKA_OUTPUT_PREFIX><stream>`` topics. Tests pass ``TestingSink`` s.
-Each sink encodes rows its own way: the dead-letter stream carries the
-original bytes, which files show as text and Kafka sends unchanged.
+``<DMP_KAFKA_OUTPUT_PREFIX><stream>`` topics, each from the stream's
+declaration (:class:`~flows.engine.streams.OutputStream`). Tests pass
+``TestingSink`` s. Each sink renders typed rows its own way: JSON Lines
+show times as ISO-8601 and a dead letter's bytes as text; Parquet keeps the
+types; Kafka sends JSON, and a dead letter's original bytes unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Union
 
 from bytewax.outputs import Sink
 
 from flows.engine.config import Settings
-from flows.engine.present import dead_letter_rows
 from flows.engine.sinks.files import FileSink
 from flows.engine.sinks.kafka import KafkaSink, ensure_topics
 from flows.engine.sinks.summary import SummarySink
+from flows.engine.streams import OutputStream
 
-__all__ = ["STREAMS", "FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
+__all__ = ["FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
 
-STREAMS = ("trends", "leaderboard", "quality", "late", "dead_letters", "sessions", "funnel", "recommendations",
-           "triggers", "timeseries", "anomalies", "monitoring")
-
-Sinks = Union[Sink, Sequence[Sink]]
+Sinks = Sink | Sequence[Sink]
 
 
 @dataclass(frozen=True)
@@ -43,17 +42,20 @@ class Outputs:
         return list(chosen) if isinstance(chosen, (list, tuple)) else [chosen]
 
 
-def build_outputs(settings: Settings, streams: Sequence[str] = STREAMS) -> Outputs:
-    """The sinks ``DMP_SINK`` names, for each of ``streams``."""
-    per_stream: dict[str, list[Sink]] = {stream: [] for stream in streams}
+def build_outputs(settings: Settings, streams: Sequence[OutputStream] | None = None) -> Outputs:
+    """The sinks ``DMP_SINK`` names, for each of ``streams`` (by default the streams the settings' analytics write)."""
+    if streams is None:
+        from flows.engine.analytics.registry import streams as declared
+
+        streams = declared(settings)
+    per_stream: dict[str, list[Sink]] = {stream.name: [] for stream in streams}
     if "kafka" in settings.sinks:
-        topics = [f"{settings.kafka.output_prefix}{stream}" for stream in streams]
+        topics = [f"{settings.kafka.output_prefix}{stream.name}" for stream in streams]
         ensure_topics(settings.kafka, topics, settings.kafka.output_partitions)
     for stream in streams:
         if "files" in settings.sinks:
-            present = dead_letter_rows if stream == "dead_letters" else None
-            per_stream[stream].append(FileSink(settings.out_dir / stream, settings.out_format, present=present))
+            per_stream[stream.name].append(FileSink(settings.out_dir / stream.name, settings.out_format, stream=stream))
         if "kafka" in settings.sinks:
-            per_stream[stream].append(KafkaSink(settings.kafka, stream))
+            per_stream[stream.name].append(KafkaSink(settings.kafka, stream))
     summary = SummarySink(settings.out_dir if "files" in settings.sinks else None) if settings.summary else None
     return Outputs(per_stream, summary=summary)

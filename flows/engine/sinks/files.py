@@ -1,7 +1,10 @@
 """File sinks: each output stream as JSON Lines (or Parquet) under one directory.
 
-In: ``(key, frame)`` items of one stream (rendered by ``present`` when the
-stream's rows need it, e.g. dead letters' bytes as text). Out: ``<dir>/part-0000.jsonl``
+In: ``(key, frame)`` items of one stream: typed rows, as its declaration
+(:class:`~flows.engine.streams.OutputStream`) says. JSON Lines render them
+(times as ISO-8601 with ``Z``, bytes as text); Parquet keeps the types
+(times as UTC timestamps). :func:`read_stream` reads either back as a typed
+frame. Out: ``<dir>/part-0000.jsonl``
 (rows appended in arrival order) or ``<dir>/part-0000-<seq>.parquet`` (one
 file per write). Exactly once with Bytewax recovery: a part's snapshot is
 its size (or next file number), and a resumed run first cuts the part back
@@ -13,12 +16,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows.engine.config import OutputFormat
+from flows.engine.streams import OutputStream
 
 
 class FileSink(FixedPartitionedSink[pl.DataFrame, int]):
@@ -29,17 +33,12 @@ class FileSink(FixedPartitionedSink[pl.DataFrame, int]):
     each part to one worker.
     """
 
-    def __init__(
-        self,
-        directory: Path | str,
-        fmt: OutputFormat = "jsonl",
-        parts: int = 1,
-        present: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
-    ):
+    def __init__(self, directory: Path | str, fmt: OutputFormat = "jsonl", parts: int = 1,
+                 stream: OutputStream | None = None):
+        self.stream = stream  # None: frames are written as they come (engine-form frames, in tests)
         self.directory = Path(directory)
         self.format = fmt
         self.parts = parts
-        self.present = present
 
     def list_parts(self) -> list[str]:
         return [f"part-{index:04d}" for index in range(self.parts)]
@@ -47,24 +46,24 @@ class FileSink(FixedPartitionedSink[pl.DataFrame, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> StatefulSinkPartition:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.format == "parquet":
-            return _ParquetPart(self.directory, for_part, resume_state, self.present)
-        return _JsonLinesPart(self.directory / f"{for_part}.jsonl", resume_state, self.present)
+            return _ParquetPart(self.stream, self.directory, for_part, resume_state)
+        return _JsonLinesPart(self.stream, self.directory / f"{for_part}.jsonl", resume_state)
 
 
-def _frames(values: list, present: Callable[[pl.DataFrame], pl.DataFrame] | None) -> pl.DataFrame | None:
-    """The non-empty frames of a write (values may be frames or ``(key, frame)``), as one."""
+def _frames(values: list, stream: OutputStream | None) -> pl.DataFrame | None:
+    """The non-empty frames of a write (values may be frames or ``(key, frame)``), as one typed frame."""
     frames = [value[1] if isinstance(value, tuple) else value for value in values]
     frames = [frame for frame in frames if frame.height]
     if not frames:
         return None
-    frame = pl.concat(frames, how="vertical_relaxed")
-    return present(frame) if present is not None else frame
+    frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed")
+    return stream.conform(frame) if stream is not None else frame
 
 
 class _JsonLinesPart(StatefulSinkPartition[pl.DataFrame, int]):
-    def __init__(self, path: Path, resume: int | None, present: Callable[[pl.DataFrame], pl.DataFrame] | None):
+    def __init__(self, stream: OutputStream | None, path: Path, resume: int | None):
+        self.stream = stream
         self.path = path
-        self.present = present
         if resume is None or not path.exists():
             self.handle: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
         else:
@@ -73,9 +72,9 @@ class _JsonLinesPart(StatefulSinkPartition[pl.DataFrame, int]):
             self.handle.seek(resume)
 
     def write_batch(self, values: list[pl.DataFrame]) -> None:
-        frame = _frames(values, self.present)
+        frame = _frames(values, self.stream)
         if frame is not None:
-            frame.write_ndjson(self.handle)
+            (self.stream.to_json(frame) if self.stream is not None else frame).write_ndjson(self.handle)
 
     def snapshot(self) -> int:
         self.handle.flush()
@@ -87,11 +86,9 @@ class _JsonLinesPart(StatefulSinkPartition[pl.DataFrame, int]):
 
 
 class _ParquetPart(StatefulSinkPartition[pl.DataFrame, int]):
-    def __init__(
-        self, directory: Path, part: str, resume: int | None, present: Callable[[pl.DataFrame], pl.DataFrame] | None
-    ):
+    def __init__(self, stream: OutputStream | None, directory: Path, part: str, resume: int | None):
+        self.stream = stream
         self.directory = directory
-        self.present = present
         self.part = part
         self.next_file = resume or 0
         for stale in directory.glob(f"{part}-*.parquet"):
@@ -99,7 +96,7 @@ class _ParquetPart(StatefulSinkPartition[pl.DataFrame, int]):
                 stale.unlink()
 
     def write_batch(self, values: list[pl.DataFrame]) -> None:
-        frame = _frames(values, self.present)
+        frame = _frames(values, self.stream)
         if frame is None:
             return
         frame.write_parquet(self.directory / f"{self.part}-{self.next_file:06d}.parquet")
@@ -107,3 +104,23 @@ class _ParquetPart(StatefulSinkPartition[pl.DataFrame, int]):
 
     def snapshot(self) -> int:
         return self.next_file
+
+
+def read_stream(out_dir: Path | str, stream: OutputStream | str) -> pl.DataFrame:
+    """Every row a stream's files hold (JSON Lines or Parquet), as one typed frame (its declared schema).
+
+    >>> from flows.engine.analytics.registry import stream
+    >>> read_stream("/nonexistent", "trends").schema == stream("trends").schema
+    True
+    """
+    if isinstance(stream, str):
+        from flows.engine.analytics.registry import stream as declared
+
+        stream = declared(stream)
+    directory = Path(out_dir) / stream.name
+    frames = [pl.read_ndjson(path, schema=stream.json_schema) for path in sorted(directory.glob("*.jsonl"))
+              if path.stat().st_size]
+    frames += [pl.read_parquet(path) for path in sorted(directory.glob("*.parquet"))]
+    if not frames:
+        return pl.DataFrame(schema=stream.schema)
+    return stream.conform(pl.concat(frames, how="vertical_relaxed"))

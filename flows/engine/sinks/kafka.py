@@ -2,7 +2,7 @@
 
 In: ``(key, frame)`` items of one stream. Out: messages on
 ``<DMP_KAFKA_OUTPUT_PREFIX><stream>``: each row as JSON, keyed by the row's
-natural key (so a consumer can compact); dead letters as the original bytes,
+natural key as its stream declares it (so a compacted topic keeps every row); dead letters as the original bytes,
 unchanged, keyed by the original key, with the reason and origin in headers.
 
 The producer batches (``linger.ms``), is idempotent, and when its local
@@ -18,7 +18,7 @@ byte-identical. A delivery failure stops the flow with the broker's error.
 from __future__ import annotations
 
 import io
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -27,6 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from flows.engine.config import KafkaSettings
 from flows.engine.errors import DmpError
+from flows.engine.streams import OutputStream
 
 PRODUCER_DEFAULTS = {
     "enable.idempotence": True,
@@ -37,22 +38,6 @@ PRODUCER_DEFAULTS = {
     # Only failures call back into Python (one call per message costs ~0.3 us).
     "delivery.report.only.error": True,
 }
-
-# The natural key of each stream's rows.
-ROW_KEYS: dict[str, Callable[[pl.DataFrame], pl.Expr]] = {
-    "trends": lambda _: pl.col("product_id"),
-    "leaderboard": lambda _: pl.format("{}#{}", pl.col("window_start"), pl.col("rank")),
-    "quality": lambda _: pl.col("window_start"),
-    "late": lambda _: pl.col("user_id"),
-    "sessions": lambda _: pl.col("user_id"),
-    "funnel": lambda _: pl.format("{}#{}", pl.col("window_start"), pl.col("category")),
-    "recommendations": lambda _: pl.col("product_id"),  # the latest list per product: compactable
-    "triggers": lambda _: pl.col("trigger_id"),
-    "timeseries": lambda _: pl.format("{}#{}", pl.col("metric"), pl.col("category")),  # a series in order
-    "anomalies": lambda _: pl.format("{}#{}", pl.col("metric"), pl.col("category")),
-    "monitoring": lambda _: pl.col("worker"),
-}
-
 
 def produce(producer: Producer, topic: str, value: bytes, key: bytes | None, on_delivery: Callable,
             headers: Sequence[tuple[str, bytes]] | None = None) -> None:
@@ -96,12 +81,13 @@ def ensure_topics(settings: KafkaSettings, topics: Sequence[str], partitions: in
     return missing
 
 
-def row_messages(frame: pl.DataFrame, key: pl.Expr) -> tuple[list[bytes], list[bytes | None]]:
-    """Each row as a JSON value, and its key."""
+def row_messages(frame: pl.DataFrame, stream: OutputStream) -> tuple[list[bytes], list[bytes | None]]:
+    """Each typed row as a JSON value (as JSON Lines show it), and its natural key as text."""
+    typed = stream.conform(frame)
     buffer = io.BytesIO()
-    frame.write_ndjson(buffer)
+    stream.to_json(typed).write_ndjson(buffer)
     values = buffer.getvalue().split(b"\n")[:-1]
-    keys = frame.select(key.cast(pl.String).cast(pl.Binary).alias("key"))["key"].to_list()
+    keys = typed.select(stream.key_text().cast(pl.Binary).alias("key"))["key"].to_list()
     return values, keys
 
 
@@ -119,10 +105,10 @@ def dead_letter_headers(reason: str, source: str) -> list[tuple[str, bytes]]:
 class KafkaSink(FixedPartitionedSink[pl.DataFrame, None]):
     """One output stream to one topic, through ``parts`` producers spread over workers."""
 
-    def __init__(self, settings: KafkaSettings, stream: str, parts: int = 2):
+    def __init__(self, settings: KafkaSettings, stream: OutputStream, parts: int = 2):
         self.settings = settings
         self.stream = stream
-        self.topic = f"{settings.output_prefix}{stream}"
+        self.topic = f"{settings.output_prefix}{stream.name}"
         self.parts = parts
 
     def list_parts(self) -> list[str]:
@@ -141,7 +127,7 @@ class _KafkaSinkPartition(StatefulSinkPartition[pl.DataFrame, None]):
     round trip on every write.
     """
 
-    def __init__(self, settings: KafkaSettings, stream: str, topic: str):
+    def __init__(self, settings: KafkaSettings, stream: OutputStream, topic: str):
         self.stream = stream
         self.topic = topic
         self.producer = Producer({**settings.client_config(), **PRODUCER_DEFAULTS})
@@ -151,10 +137,10 @@ class _KafkaSinkPartition(StatefulSinkPartition[pl.DataFrame, None]):
         for frame in values:
             if not frame.height:
                 continue
-            if self.stream == "dead_letters":
-                self._dead_letters(frame)
+            if self.stream.original is not None:
+                self._originals(frame)
             else:
-                messages, keys = row_messages(frame, ROW_KEYS[self.stream](frame))
+                messages, keys = row_messages(frame, self.stream)
                 produce, topic, delivered = self.producer.produce, self.topic, self._delivered
                 for value, key in zip(messages, keys):
                     try:
@@ -164,20 +150,21 @@ class _KafkaSinkPartition(StatefulSinkPartition[pl.DataFrame, None]):
         self.producer.poll(0)  # serve delivery reports as we go
         self._raise_failures()
 
-    def _dead_letters(self, frame: pl.DataFrame) -> None:
-        for reason, raw, source, key in frame.select("reason", "raw", "source", "key").iter_rows():
+    def _originals(self, frame: pl.DataFrame) -> None:
+        """Dead letters: the original bytes and key, with the reason and origin in headers."""
+        for reason, raw, source, key in frame.select("reason", self.stream.original, "source", "key").iter_rows():
             self._produce(raw, key, dead_letter_headers(reason, source))
 
     def _produce(self, value: bytes, key: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> None:
         produce(self.producer, self.topic, value, key, self._delivered, headers)
 
-    def _delivered(self, error, message) -> None:  # noqa: ANN001 - librdkafka callback
+    def _delivered(self, error, message) -> None:
         if error is not None:
             self.failures.append(str(error))
 
     def _raise_failures(self) -> None:
         if self.failures:
-            msg = f"writing {self.stream} to Kafka topic {self.topic!r} failed: {self.failures[0]}"
+            msg = f"writing {self.stream.name} to Kafka topic {self.topic!r} failed: {self.failures[0]}"
             raise KafkaSinkError(msg)
 
     def snapshot(self) -> None:

@@ -7,7 +7,8 @@ which the watermark needs before any data arrives.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, Source
 from bytewax.testing import TestingSource
@@ -21,7 +22,8 @@ from flows.engine.sources.kafka import KafkaSource
 from flows.engine.sources.readahead import ReadAheadSource
 from flows.engine.sources.simulator import SimSource
 
-__all__ = ["FileSource", "IdleAwareSource", "KafkaSource", "ReadAheadSource", "SimSource", "open_source", "source_partitions"]
+__all__ = ["FileSource", "IdleAwareSource", "KafkaSource", "ReadAheadSource", "SimSource", "open_source",
+           "source_partitions"]
 
 
 def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = None) -> Source:

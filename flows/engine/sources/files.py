@@ -13,9 +13,9 @@ from __future__ import annotations
 import glob
 import gzip
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -65,7 +65,7 @@ def detect_format(path: Path, declared: InputFormat = "auto") -> RecordFormat:
 def _open(path: Path) -> io.BufferedReader:
     if path.suffix.lower() == ".gz":
         return io.BufferedReader(gzip.open(path, "rb"))  # type: ignore[arg-type]
-    return open(path, "rb")  # noqa: SIM115 - closed by the partition
+    return open(path, "rb")
 
 
 def read_csv_header(path: Path) -> tuple[tuple[str, ...], int]:
@@ -151,8 +151,8 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
             chunk += self.handle.readline()  # finish the last line: batches hold whole lines
         at_end = not self.handle.peek(1)
         # The file's final batch (possibly empty) tells the flow this partition ended.
-        batch = self._batch(chunk, last=at_end)
         lines = self._count_lines(chunk)
+        batch = self._batch(chunk, lines + (bool(chunk) and not chunk.endswith(b"\n")), last=at_end)
         self.position = FilePosition(self.position.offset + len(chunk), self.position.line + lines, done=at_end)
         if at_end:
             self.handle.close()
@@ -170,7 +170,7 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         np.equal(np.frombuffer(chunk, dtype=np.uint8), 10, out=mask)
         return int(np.count_nonzero(mask))
 
-    def _batch(self, chunk: bytes, *, last: bool) -> RawBatch:
+    def _batch(self, chunk: bytes, lines: int, *, last: bool) -> RawBatch:
         return RawBatch(
             partition=self.name,
             payload=chunk,
@@ -178,6 +178,7 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
             origin=str(self.spec.path),
             first_line=self.position.line,
             csv_header=self.spec.header,
+            lines=lines,
             last=last,
         )
 

@@ -82,12 +82,12 @@ class _Keys(Sequence):
     def __len__(self) -> int:
         return len(self._messages)
 
-    def __getitem__(self, index):  # noqa: ANN001, ANN204
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return [message.key() for message in self._messages[index]]
         return self._messages[index].key()
 
-    def __reduce__(self):  # noqa: ANN204 - pickles as a plain list
+    def __reduce__(self):
         return (list, ([message.key() for message in self._messages],))
 
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -157,7 +158,7 @@ class ReadAheadPartition(StatefulSourcePartition):
             items = self.inner.next_batch()
         except StopIteration:
             message: Any = _Ended()
-        except BaseException as ex:  # noqa: BLE001 - re-raised in the worker thread
+        except BaseException as ex:
             message = _Failed(ex)
         else:
             self.not_before = self.inner.next_awake()  # e.g. the simulator's pacing
@@ -185,7 +186,7 @@ class ReadAheadPartition(StatefulSourcePartition):
             slot.claimed = True
         try:
             decoded = [prepare(item) for item in slot.items]
-        except BaseException:  # noqa: BLE001 - the worker's decode step will meet it again
+        except BaseException:
             decoded = None
         with self.lock:
             if decoded is not None:

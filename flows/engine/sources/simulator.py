@@ -701,7 +701,8 @@ class SimPartition(StatefulSourcePartition[RawBatch, SimPosition]):
             deliver = deliver.head(remaining)
         payload = self._encode(deliver, index)
         self.position = SimPosition(index, undelivered, position.emitted + deliver.height, done=last)
-        return [RawBatch(self.name, payload, "jsonl", origin=self.name, first_line=position.emitted + 1, last=last)]
+        return [RawBatch(self.name, payload, "jsonl", origin=self.name, first_line=position.emitted + 1,
+                         lines=deliver.height, last=last)]
 
     def _slice_start(self, index: int) -> int:
         return self.settings.start_ms + index * SLICE_MS
