@@ -442,3 +442,19 @@ def test_rendered_deployment_is_consistent(directory):
     assert dmp["image"] == init["image"]
     if directory != BASE:
         assert ":" in dmp["image"] and sts["metadata"].get("namespace")
+
+
+# Kinds that live in no namespace; everything else an overlay renders goes into its Namespace.
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_each_overlay_creates_the_namespace_it_deploys_into(overlay):
+    docs = render(overlay)
+    (namespace,) = [doc for doc in docs if doc["kind"] == "Namespace"]
+    name = namespace["metadata"]["name"]
+    assert name == kustomization(overlay)["namespace"]
+    assert {doc["metadata"].get("namespace") for doc in docs if doc["kind"] not in CLUSTER_SCOPED} == {name}
+    # kubectl apply sends documents in order: the Namespace must exist before what goes in it.
+    assert docs[0] is namespace
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
