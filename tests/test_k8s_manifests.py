@@ -800,3 +800,169 @@ def test_dashboard_listens_where_its_service_and_probes_look():
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert dashboard[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
     assert named(docs, "Service", "dmp-dashboard")["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+# Network policies, evaluated the way Kubernetes does: a pod selected by some policy of a direction
+# takes only what the rules of those policies allow (their union); a pod no policy selects, all.
+# Peers are (namespace labels, pod labels); None for the pod labels is an address outside the cluster.
+Peer = tuple[dict, dict | None]
+PROMETHEUS: Peer = ({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
+INGRESS_CONTROLLER: Peer = ({"kubernetes.io/metadata.name": "ingress-nginx"},
+                            {"app.kubernetes.io/name": "ingress-nginx"})
+KUBE_DNS: Peer = ({"kubernetes.io/metadata.name": "kube-system"}, {"k8s-app": "kube-dns"})
+ELSEWHERE: Peer = ({"kubernetes.io/metadata.name": "shop"}, {"app.kubernetes.io/name": "dmp"})
+OUTSIDE: Peer = ({}, None)
+
+
+def policies(docs: list[dict]) -> list[dict]:
+    return [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
+
+
+def policy_types(policy: dict) -> list[str]:
+    return policy["spec"].get("policyTypes") or ["Ingress", *(["Egress"] if "egress" in policy["spec"] else [])]
+
+
+def peer_matches(entry: dict, peer: Peer, namespace: dict) -> bool:
+    """Does one from/to entry of a policy in ``namespace`` (its labels) admit ``peer``?"""
+    peer_namespace, pod = peer
+    if "ipBlock" in entry:
+        return pod is None  # the tests use ipBlocks only for addresses outside the cluster
+    if pod is None:
+        return False
+    in_namespace = (selects(entry["namespaceSelector"], peer_namespace) if "namespaceSelector" in entry
+                    else peer_namespace == namespace)
+    return in_namespace and ("podSelector" not in entry or selects(entry["podSelector"], pod))
+
+
+def port_matches(rule_ports: list[dict] | None, port: int, protocol: str, named_ports: dict[str, int]) -> bool:
+    if not rule_ports:
+        return True
+    for item in rule_ports:
+        given = item.get("port", port)
+        number = given if isinstance(given, int) else named_ports.get(given)  # a name: the target's port
+        end = item.get("endPort", number)
+        if item.get("protocol", "TCP") == protocol and number is not None and number <= port <= end:
+            return True
+    return False
+
+
+def admitted(docs: list[dict], direction: str, pod: Peer, peer: Peer, port: int, protocol: str,
+             ports_of_target: dict[str, int]) -> bool:
+    namespace_labels, labels = pod
+    if labels is None or namespace_labels != rendered_namespace(docs):
+        return True  # not a pod of this namespace: not ours to police
+    selecting = [p for p in policies(docs) if direction in policy_types(p) and selects(p["spec"]["podSelector"], labels)]
+    if not selecting:
+        return True
+    key, side = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(side)
+            if (peers is None or any(peer_matches(e, peer, namespace_labels) for e in peers)) and port_matches(
+                    rule.get("ports"), port, protocol, ports_of_target):
+                return True
+    return False
+
+
+def rendered_namespace(docs: list[dict]) -> dict:
+    (namespace,) = [doc for doc in docs if doc["kind"] == "Namespace"]
+    return {"kubernetes.io/metadata.name": namespace["metadata"]["name"]}
+
+
+def reaches(docs: list[dict], source: Peer, target: Peer, port: int, protocol: str = "TCP") -> bool:
+    """Can ``source`` open a connection to ``port`` of ``target``? Both its egress and their ingress."""
+    target_pods = [template(w) for w in workloads(docs)
+                   if target[1] is not None and target[0] == rendered_namespace(docs)
+                   and selects({"matchLabels": template(w)["metadata"]["labels"]}, target[1])]
+    named_ports = container_ports(target_pods[0]) if target_pods else {}
+    return (admitted(docs, "Egress", source, target, port, protocol, named_ports)
+            and admitted(docs, "Ingress", target, source, port, protocol, named_ports))
+
+
+def pod_of(docs: list[dict], kind: str, name: str) -> Peer:
+    return rendered_namespace(docs), template(named(docs, kind, name))["metadata"]["labels"]
+
+
+def test_network_policy_model_finds_an_open_cluster_port():
+    """The checks below can fail: a rule for port 9999 open to the whole namespace lets any pod in."""
+    docs = render(K8S / "overlays" / "prod")
+    stranger = (rendered_namespace(docs), {"app": "debug"})
+    dataflow = pod_of(docs, "StatefulSet", "dmp")
+    assert not reaches(docs, stranger, dataflow, 9999)
+    del named(docs, "NetworkPolicy", "dmp-dataflow")["spec"]["ingress"][0]["from"]
+    assert reaches(docs, stranger, dataflow, 9999)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=ids)
+def test_network_policies_select_real_pods_on_ports_they_have(overlay):
+    docs = render(overlay)
+    pods = [template(w) for w in workloads(docs)]
+    assert policies(docs)
+    for policy in policies(docs):
+        name, spec = policy["metadata"]["name"], policy["spec"]
+        selected = pods_selected(docs, spec["podSelector"])
+        assert selected, f"NetworkPolicy {name} selects no pod"
+        for rule in spec.get("ingress", []):
+            for item in rule.get("ports", []):
+                assert all(str(item["port"]) in container_ports(pod) for pod in selected), (name, item)
+        for rule in spec.get("ingress", []) + spec.get("egress", []):
+            for entry in rule.get("from", []) + rule.get("to", []):
+                if "podSelector" in entry and "namespaceSelector" not in entry:
+                    assert pods_selected(docs, entry["podSelector"]), f"{name}: {entry} selects no pod"
+    # Ingress is denied by default: every pod is isolated, whatever else is added later.
+    deny = [p for p in policies(docs) if p["spec"]["podSelector"] == {} and "Ingress" in policy_types(p)
+            and not p["spec"].get("ingress")]
+    assert deny and all(any(selects(p["spec"]["podSelector"], pod["metadata"]["labels"]) for p in deny)
+                        for pod in pods)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=ids)
+def test_only_the_dataflow_reaches_its_cluster_port_and_only_prometheus_its_metrics(overlay):
+    docs = render(overlay)
+    dataflow, dashboard = pod_of(docs, "StatefulSet", "dmp"), pod_of(docs, "Deployment", "dmp-dashboard")
+    ports = container_ports(template(named(docs, "StatefulSet", "dmp")))
+    cluster, metrics = ports["cluster"], ports["metrics"]
+    stranger = (rendered_namespace(docs), {"app": "debug"})
+    others = [dashboard, stranger, PROMETHEUS, INGRESS_CONTROLLER, ELSEWHERE, OUTSIDE]
+    others += [pod_of(docs, w["kind"], w["metadata"]["name"]) for w in workloads(docs)
+               if w["metadata"]["name"] not in ("dmp", "dmp-dashboard")]
+    assert reaches(docs, dataflow, dataflow, cluster)
+    assert reaches(docs, PROMETHEUS, dataflow, metrics)
+    for other in others:
+        assert not reaches(docs, other, dataflow, cluster), other
+        if other != PROMETHEUS:
+            assert not reaches(docs, other, dataflow, metrics), other
+    assert not reaches(docs, dataflow, dataflow, metrics)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=ids)
+def test_only_the_ingress_controller_reaches_the_dashboard(overlay):
+    docs = render(overlay)
+    dataflow, dashboard = pod_of(docs, "StatefulSet", "dmp"), pod_of(docs, "Deployment", "dmp-dashboard")
+    http = container_ports(template(named(docs, "Deployment", "dmp-dashboard")))["http"]
+    stranger = (rendered_namespace(docs), {"app": "debug"})
+    assert reaches(docs, INGRESS_CONTROLLER, dashboard, http)
+    for other in (dataflow, stranger, PROMETHEUS, ELSEWHERE, OUTSIDE):
+        assert not reaches(docs, other, dashboard, http), other
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=ids)
+def test_dataflow_and_dashboard_reach_dns_kafka_and_postgres_and_nothing_else(overlay):
+    docs = render(overlay)
+    dataflow, dashboard = pod_of(docs, "StatefulSet", "dmp"), pod_of(docs, "Deployment", "dmp-dashboard")
+    kafka_port = int(settings_env(overlay)["DMP_KAFKA_BROKERS"].rpartition(":")[2])
+    for pod in (dataflow, dashboard):
+        assert reaches(docs, pod, KUBE_DNS, 53, "UDP") and reaches(docs, pod, KUBE_DNS, 53, "TCP")
+        assert not reaches(docs, pod, OUTSIDE, 443) and not reaches(docs, pod, ELSEWHERE, 8080)
+    if overlay == DEV:
+        kafka, postgres = pod_of(docs, "StatefulSet", "kafka"), pod_of(docs, "StatefulSet", "postgres")
+        stranger = (rendered_namespace(docs), {"app": "debug"})
+        assert reaches(docs, dataflow, kafka, kafka_port) and reaches(docs, dataflow, postgres, 5432)
+        assert reaches(docs, dashboard, postgres, 5432) and not reaches(docs, dashboard, kafka, kafka_port)
+        assert reaches(docs, pod_of(docs, "Job", "dev-kafka-topics"), kafka, kafka_port)
+        for other in (stranger, ELSEWHERE, PROMETHEUS):
+            assert not reaches(docs, other, kafka, kafka_port) and not reaches(docs, other, postgres, 5432)
+        assert not reaches(docs, dataflow, OUTSIDE, kafka_port)
+    else:
+        assert reaches(docs, dataflow, OUTSIDE, kafka_port) and reaches(docs, dataflow, OUTSIDE, 5432)
+        assert reaches(docs, dashboard, OUTSIDE, 5432) and not reaches(docs, dashboard, OUTSIDE, kafka_port)
