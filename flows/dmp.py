@@ -28,9 +28,9 @@ from bytewax.inputs import Source
 from flows.engine.analytics import registry
 from flows.engine.config import Settings
 from flows.engine.errors import DmpError
-from flows.engine.monitor import WorkerIdentity, batch_report, monitor, watermark_report
+from flows.engine.monitor import WorkerIdentity, batch_report, late_report, monitor, watermark_report
 from flows.engine.operators import decode, decoder, stamp_event_time, summarize, write
-from flows.engine.present import DEAD_LETTERS
+from flows.engine.present import DEAD_LETTERS, LATE, QUARANTINE, quarantine_rows
 from flows.engine.sinks import Outputs, build_outputs
 from flows.engine.sources import open_source, source_partitions
 from flows.engine.summary import event_tally
@@ -60,24 +60,30 @@ def build(
     flow = Dataflow("dmp")
     raw = op.input("read", flow, source)  # RawBatch per source partition
     decoded = decode("decode", raw, fields)  # Decoded(events, dead_letters, tallies)
-    stamped = stamp_event_time(  # StampedBatch: watermark per event, duplicates dropped
-        "stamp_event_time", decoded.events, settings.allowed_lateness_ms, settings.dedup_horizon_ms
+    stamped = stamp_event_time(  # StampedBatch: quarantine, watermark per event, duplicates dropped
+        "stamp_event_time", decoded.events, settings.allowed_lateness_ms, settings.dedup_horizon_ms,
+        screen=settings.screen,
     )
     write("write_dead_letters", decoded.dead_letters, outputs.sinks(DEAD_LETTERS.name))  # typed rows; sinks render
+    quarantined = op.filter_map("quarantined", stamped, quarantine_rows)  # (partition, rows)
+    write("write_quarantine", quarantined, outputs.sinks(QUARANTINE.name))
     branches = Wiring(settings, stamped, partitions, outputs, clock)  # what every analytic draws from
     branches.tally(decoded.tallies)
     branches.measure(lambda: op.map("report_batches", decoded.tallies, batch_report))
     branches.measure(lambda: op.filter_map("report_watermarks", stamped, watermark_report))
     for analytic in registry.running(settings):  # trends, sessions, funnel, ...: flows/engine/analytics/
         analytic.wire(branches)
+    write("write_late", op.merge("late_rows", *branches.late), outputs.sinks(LATE.name))  # of every analytic
+    late = branches.late_for_any()  # late for a window of any analytic that runs
+    events = op.map("tally_events", stamped, lambda batch: event_tally(batch, late))  # duplicates, late, sales
+    branches.tally(events)
+    branches.measure(lambda: op.map("report_late", events, late_report))
 
     if branches.reports:
         rows = monitor("monitor", op.merge("reports", *branches.reports), settings.monitor_interval_ms / 1000)
         write("write_monitoring", rows, outputs.sinks("monitoring"))
         op.output("identify_workers", rows, WorkerIdentity())  # tells each worker thread its index
     if outputs.summary is not None:
-        late = branches.late_for_any()  # late for a window of any analytic that runs
-        branches.tally(op.map("tally_events", stamped, lambda batch: event_tally(batch, late)))
         summary = summarize("summarize", op.merge("tallies", *branches.tallies), settings.top_n)
         op.output("write_summary", summary, outputs.summary)
     return flow

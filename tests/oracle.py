@@ -22,16 +22,23 @@ import polars as pl
 
 from flows.engine.money import money
 from flows.engine.present import iso
+from tests import window_oracle
 
 MICROS = 1_000_000
 
 
 def stamp(
-    events_by_partition: Mapping[str, pl.DataFrame], lateness_ms: int, horizon_ms: int | None = None
+    events_by_partition: Mapping[str, pl.DataFrame], lateness_ms: int, horizon_ms: int | None = None,
+    tolerance_ms: int | None = None, earliest_ms: int | None = None,
 ) -> pl.DataFrame:
-    """All events with ``partition``, the ``watermark`` each met (null: none yet) and ``duplicate``."""
+    """All events with ``partition``, the ``watermark`` each met (null: none yet) and ``duplicate``.
+
+    Screening (:func:`tests.window_oracle.screen`) first, when asked for: quarantined events are left out.
+    """
     frames = []
     for partition, events in events_by_partition.items():
+        kept, _ = window_oracle.screen(events.with_row_index("_i").to_dicts(), tolerance_ms, earliest_ms)
+        events = events[[e["_i"] for e in kept]] if kept else events.clear()
         duplicate, newest, earlier = [], None, []
         for event_id, ts in zip(events["event_id"].to_list(), events["ts"].to_list()):
             duplicate.append(
@@ -57,10 +64,12 @@ def expected(
     top_n: int,
     slide_ms: int | None = None,
     horizon_ms: int | None = None,
+    tolerance_ms: int | None = None,
+    earliest_ms: int | None = None,
 ) -> dict[str, pl.DataFrame]:
     """Expected ``trends``, ``leaderboard`` and ``late`` rows (sorted), and ``duplicates`` (a count)."""
     slide_ms = slide_ms or window_ms
-    stamped = stamp(events_by_partition, lateness_ms, horizon_ms).with_row_index("event")
+    stamped = stamp(events_by_partition, lateness_ms, horizon_ms, tolerance_ms, earliest_ms).with_row_index("event")
     duplicates = stamped.filter(pl.col("duplicate"))
     per_window = (
         stamped.filter(~pl.col("duplicate"))

@@ -111,7 +111,8 @@ def rows(frame: pl.DataFrame) -> list[dict]:
 @given(scenario())
 def test_sessions_recommendations_and_triggers_equal_the_batch_recomputation(case):
     config, captured = run_dmp(case)
-    stamped = oracle.stamp(case["events"], config.allowed_lateness_ms, config.dedup_horizon_ms)
+    stamped = oracle.stamp(case["events"], config.allowed_lateness_ms, config.dedup_horizon_ms,
+                           config.future_tolerance_ms, config.earliest_event_ms)
     sessions = behaviour.sessions(stamped, config.session_gap_ms, config.reco_basket_limit)
 
     # Sessions: every one, released in (close, user, start) order.
@@ -158,7 +159,8 @@ def test_rees46_sessions_equal_the_batch_recomputation(workers):
     source = FileSource([REES46], batch_bytes=8192)
     run(dmp.build(config, source=source, partitions=source.partitions(), outputs=captured.outputs()), workers=workers)
     events = rees46_events()
-    stamped = oracle.stamp({str(REES46): events}, config.allowed_lateness_ms, config.dedup_horizon_ms)
+    stamped = oracle.stamp({str(REES46): events}, config.allowed_lateness_ms, config.dedup_horizon_ms,
+                           config.future_tolerance_ms, config.earliest_event_ms)
     sessions = behaviour.sessions(stamped, config.session_gap_ms, config.reco_basket_limit)
     assert len(events) == 1000 and len(sessions) > 100
     assert rows(captured.frame("sessions")) == [behaviour.session_output(s) for s in sessions]

@@ -28,6 +28,8 @@ EVENT_TYPES = ["view", "view", "add_to_cart", "remove_from_cart", "purchase"]
 PRODUCTS = ["p1", "p2", "p3", "p4", "p5", "p10"]
 PRICES = [None, 0.0, 0.01, 9.99, 19.99, 100.0, 330.98]
 
+SCREEN = Settings()  # the event-time rules flows.dmp applies by default
+
 
 def iso_ms(ts: int) -> str:
     return datetime.fromtimestamp(ts / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -145,6 +147,8 @@ def check(case: dict, captured: CapturedOutputs) -> None:
         case["top_n"],
         slide_ms=case["slide_ms"],
         horizon_ms=case["lateness_ms"] + case["window_ms"] if case["dedup"] else None,
+        tolerance_ms=SCREEN.future_tolerance_ms,
+        earliest_ms=SCREEN.earliest_event_ms,
     )
     for stream in ("trends", "leaderboard"):
         got = captured.sorted_frame(stream)

@@ -95,7 +95,8 @@ def run_flow(case: dict) -> tuple[Settings, CapturedOutputs]:
 
 
 def expected_rows(case: dict, config: Settings) -> list[dict]:
-    stamped = oracle.stamp(case["events"], config.allowed_lateness_ms, config.dedup_horizon_ms)
+    stamped = oracle.stamp(case["events"], config.allowed_lateness_ms, config.dedup_horizon_ms,
+                           config.future_tolerance_ms, config.earliest_event_ms)
     return ts_oracle.output(stamped, config.ts_bucket_ms, config.ts_ma, config.ts_period, config.ts_seasons,
                             config.ts_acf_window, config.anomaly_window, config.anomaly_min_events)
 

@@ -7,7 +7,10 @@ fractions where the definitions are exact; no code shared with the engine:
 - series: revenue (micro-units) and orders per category with a category
   and overall (``*``), views overall; a category's series begin at its
   first on-time event's bucket, the overall ones at the first bucket with an
-  event; all end at the last bucket with an on-time event; quiet buckets are 0.
+  event; all end at the last bucket with an on-time event; quiet buckets are 0;
+  a series quiet for ``history`` buckets ends there (its last row is
+  ``history - 1`` buckets after its last event) and starts again, afresh, at
+  its next event.
 - statistics per bucket: moving average, first and seasonal differences,
   sample autocorrelations at lag 1 and the period, trailing trend (mean of
   the last period), seasonal (median of the previous seasons' detrended
@@ -28,13 +31,14 @@ MICROS = 1_000_000
 MAD_SCALE = 1.4826
 
 
-def series(stamped: list[Stamped], bucket_ms: int) -> dict[tuple[str, str], list[tuple[int, int, int, int]]]:
-    """(metric, category) -> [(bucket, value, units, squares)] over each series' whole life.
+def series(stamped: list[Stamped], bucket_ms: int, history: int
+           ) -> dict[tuple[str, str, int], list[tuple[int, int, int, int]]]:
+    """(metric, category, life) -> [(bucket, value, units, squares)] over each of a series' lives.
 
     ``squares``: the events' sizes squared, summed (revenue: whole cents, squared, in micro-units²).
     """
     sums: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # revenue, orders, views, cents²
-    first_of: dict[str, int] = {}
+    active: dict[str, set[int]] = defaultdict(set)
     buckets = []
     for item in stamped:
         event = item.event
@@ -44,7 +48,7 @@ def series(stamped: list[Stamped], bucket_ms: int) -> dict[tuple[str, str], list
         buckets.append(bucket)
         scopes = ["*"] + ([event["category"]] if event.get("category") is not None else [])
         for scope in scopes:
-            first_of[scope] = min(first_of.get(scope, bucket), bucket)
+            active[scope].add(bucket)
             total = sums[(bucket, scope)]
             if event["event_type"] == "purchase":
                 line = round(event["price"] * MICROS) * event["quantity"]
@@ -57,12 +61,22 @@ def series(stamped: list[Stamped], bucket_ms: int) -> dict[tuple[str, str], list
         return {}
     end = max(buckets)
     out = {}
-    for scope, first in first_of.items():
+    for scope, when in active.items():
+        lives, start, last = [], None, None
+        for bucket in sorted(when):
+            if last is not None and bucket - last >= history:  # dormant in between: a new life
+                lives.append((start, last + history - 1))
+                start = None
+            start = bucket if start is None else start
+            last = bucket
+        lives.append((start, min(end, last + history - 1)))
         metrics = [("revenue", 0, 1, 3), ("orders", 1, 1, 1)] + ([("views", 2, 2, 2)] if scope == "*" else [])
-        for metric, *at in metrics:
-            out[(metric, scope)] = [
-                (b, *(sums[(b, scope)][i] if (b, scope) in sums else 0 for i in at)) for b in range(first, end + 1)
-            ]
+        for life, (first, final) in enumerate(lives):
+            for metric, *at in metrics:
+                out[(metric, scope, life)] = [
+                    (b, *(sums[(b, scope)][i] if (b, scope) in sums else 0 for i in at))
+                    for b in range(first, final + 1)
+                ]
     return out
 
 
@@ -125,7 +139,8 @@ def output(stamped: list[Stamped], bucket_ms: int, ma: int, period: int, seasons
     Keys: ``bucket`` (number), ``metric``, ``category``, the statistics, ``expected`` and ``score``.
     """
     rows = []
-    for (metric, category), values in series(stamped, bucket_ms).items():
+    history = max(seasons * period, acf_window, period, ma, anomaly_window) + 1
+    for (metric, category, _life), values in series(stamped, bucket_ms, history).items():
         stats = statistics_of(values, ma, period, seasons, acf_window, anomaly_window, min_events)
         for (bucket, *_), row in zip(values, stats):
             if metric == "revenue":

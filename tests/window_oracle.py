@@ -3,6 +3,12 @@
 Written from the README's semantics table, event by event, sharing no code
 with the engine:
 
+- Screening (when asked for, as ``flows.dmp`` does): per partition, in
+  order, an event before ``earliest`` is quarantined; an event more than
+  ``tolerance`` ahead of the newest accepted event (every event while there
+  is none) waits for the partition's next event, and is accepted if that one
+  is at or after its time minus ``tolerance``, quarantined otherwise (and
+  accepted if none follows). Quarantined events are not seen by anything below.
 - Per partition, in partition order, an event meets the watermark
   ``max(ts of earlier events of the partition) - lateness`` (none before the
   first event).
@@ -34,9 +40,39 @@ class Stamped:
     duplicate: bool
 
 
-def stamp(per_partition: Mapping[str, Sequence[Event]], lateness_ms: int, horizon_ms: int | None) -> list[Stamped]:
+def screen(events: Sequence[Event], tolerance_ms: int | None, earliest_ms: int | None
+           ) -> tuple[list[Event], list[Event]]:
+    """(accepted events in order, quarantined events) of one partition; see the module docstring."""
+    accepted: list[Event] = []
+    quarantined: list[Event] = []
+    newest: int | None = None
+    held: Event | None = None
+    for event in events:
+        if earliest_ms is not None and event["ts"] < earliest_ms:
+            quarantined.append(event)
+            continue
+        if held is not None:
+            if event["ts"] >= held["ts"] - tolerance_ms:
+                accepted.append(held)
+                newest = held["ts"] if newest is None else max(newest, held["ts"])
+            else:
+                quarantined.append(held)
+            held = None
+        if tolerance_ms is not None and (newest is None or event["ts"] > newest + tolerance_ms):
+            held = event
+            continue
+        accepted.append(event)
+        newest = event["ts"] if newest is None else max(newest, event["ts"])
+    if held is not None:
+        accepted.append(held)
+    return accepted, quarantined
+
+
+def stamp(per_partition: Mapping[str, Sequence[Event]], lateness_ms: int, horizon_ms: int | None,
+          tolerance_ms: int | None = None, earliest_ms: int | None = None) -> list[Stamped]:
     out = []
     for partition, events in per_partition.items():
+        events, _ = screen(events, tolerance_ms, earliest_ms)
         newest: int | None = None
         earlier: list[Event] = []
         for event in events:

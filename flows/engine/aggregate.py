@@ -26,7 +26,7 @@ reports use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,7 +36,7 @@ from flows.engine.windows import LAST_TS, WINDOW_START, TumblingWindow, Window  
 
 EVENTS = "events"
 
-AggKind = Literal["sum", "count", "min", "max", "distinct"]
+AggKind = Literal["sum", "exact_sum", "count", "min", "max", "distinct"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class Agg:
             return pl.len().cast(pl.Int64)
         if self.kind == "distinct":
             return self._bounded(self.expr.drop_nulls().unique().sort())  # type: ignore[union-attr]
+        if self.kind == "exact_sum":
+            return self.expr.cast(pl.Int128).sum()  # type: ignore[union-attr]
         reduced = getattr(self.expr, self.kind)()
         # Sums of booleans and small ints become Int64, so partials concatenate.
         return reduced.cast(pl.Int64) if self.kind == "sum" else reduced
@@ -61,7 +63,7 @@ class Agg:
         """Reduce a group of partial results in ``column``."""
         if self.kind == "distinct":
             return self._bounded(pl.col(column).explode().drop_nulls().unique().sort())
-        return getattr(pl.col(column), "sum" if self.kind == "count" else self.kind)()
+        return getattr(pl.col(column), "sum" if self.kind in ("count", "exact_sum") else self.kind)()
 
     def _bounded(self, values: pl.Expr) -> pl.Expr:
         # The smallest n of a union are the smallest n of the parts' smallest n: still mergeable.
@@ -69,12 +71,19 @@ class Agg:
 
     @property
     def dtype(self) -> pl.DataType:
-        return pl.List(pl.String) if self.kind == "distinct" else pl.Int64()
+        if self.kind == "distinct":
+            return pl.List(pl.String)
+        return pl.Int128() if self.kind == "exact_sum" else pl.Int64()
 
 
 def Sum(expr: pl.Expr) -> Agg:  # noqa: N802 - reads as a declaration
     """Sum of a per-event value (a boolean counts)."""
     return Agg(expr, "sum")
+
+
+def ExactSum(expr: pl.Expr) -> Agg:  # noqa: N802
+    """Sum in 128-bit integers (money in micro-units): no sum of bounded values can overflow it."""
+    return Agg(expr, "exact_sum")
 
 
 def Count() -> Agg:  # noqa: N802
@@ -141,15 +150,13 @@ class WindowedAggregate(_Keyed):
         aggs[EVENTS] = Count()
         return aggs
 
-    def partial(self, rows: pl.DataFrame, group: Sequence[str] | None = None) -> pl.DataFrame:
+    def partial(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Reduce each measure of ``rows`` (events with their window) per window and key."""
-        by = list(group) if group is not None else self.group
-        return rows.group_by(by).agg(agg.partial().alias(name) for name, agg in self.aggs.items())
+        return rows.group_by(self.group).agg(agg.partial().alias(name) for name, agg in self.aggs.items())
 
-    def combine(self, rows: pl.DataFrame, group: Sequence[str] | None = None) -> pl.DataFrame:
+    def combine(self, rows: pl.DataFrame) -> pl.DataFrame:
         """Merge partial aggregates in one frame that may repeat a window and key."""
-        by = list(group) if group is not None else self.group
-        return rows.group_by(by).agg(agg.merge(name).alias(name) for name, agg in self.aggs.items())
+        return rows.group_by(self.group).agg(agg.merge(name).alias(name) for name, agg in self.aggs.items())
 
     def empty(self) -> pl.DataFrame:
         schema: dict[str, pl.DataType] = {WINDOW_START: pl.Int64(), **{k: pl.String() for k in self.keys}}

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from flows.engine.errors import ConfigError
+from flows.engine.screen import Screen
 from flows.engine.setting import (
     Group,
     Setting,
@@ -42,6 +43,7 @@ from flows.engine.setting import (
     integer,
     matching,
     number,
+    optional,
     positive,
     setting,
     text,
@@ -212,6 +214,15 @@ class Settings(Group):
     idle_timeout_ms: int = setting("DMP_IDLE_TIMEOUT", "0", duration,
                                     "A source partition silent this long (wall clock) stops holding windows back "
                                     "until it delivers again; `0` never (fully deterministic replays)")
+    future_tolerance_ms: int = setting("DMP_FUTURE_TOLERANCE", "30m", duration,
+                                       "An event this far ahead of its partition's newest event is held, and "
+                                       "quarantined unless the partition's next event follows it (a jump); `0` off",
+                                       at_least(0))
+    earliest_event_ms: int | None = setting("DMP_EARLIEST_EVENT_TIME", "2000-01-01T00:00:00Z", optional(instant),
+                                            "Events before this are quarantined (empty: no limit)")
+    clock_tolerance_ms: int = setting("DMP_CLOCK_TOLERANCE", "1h", duration,
+                                      "Live sources (Kafka, a paced simulator): events this far ahead of the wall "
+                                      "clock are quarantined; `0` off", at_least(0))
     dedup: bool = setting("DMP_DEDUP", "true", boolean,
                            "Drop events whose `event_id` their partition delivered before (within the allowed "
                            "lateness plus the longest window of the analytics that run), counted in `quality`")
@@ -326,6 +337,20 @@ class Settings(Group):
 
         return self.allowed_lateness_ms + dedup_extent_ms(self)
 
+    @property
+    def live(self) -> bool:
+        """Whether events arrive as they happen (Kafka, or a simulator paced to the wall clock)."""
+        return self.source == "kafka" or (self.source == "sim" and self.sim.speed > 0)
+
+    @property
+    def screen(self) -> Screen:
+        """The event-time rules of the stamping step (:mod:`flows.engine.screen`)."""
+        return Screen(
+            tolerance_ms=self.future_tolerance_ms or None,
+            earliest_ms=self.earliest_event_ms,
+            clock_ms=self.clock_tolerance_ms if self.live and self.clock_tolerance_ms else None,
+        )
+
     def runs(self, analytic: str) -> bool:
         """Whether ``DMP_ANALYTICS`` asks for ``analytic``."""
         return analytic in self.analytics
@@ -343,7 +368,7 @@ def _analytic_groups() -> tuple[type[Group], ...]:
 
 
 def _field_names(group: type[Group]) -> set[str]:
-    return {f.name for f in dataclasses.fields(group)}  # type: ignore[arg-type]
+    return {f.name for f in dataclasses.fields(group)}
 
 
 def _group_of(name: str) -> type[Group] | None:

@@ -33,5 +33,9 @@ def to_micros(price: pl.Expr) -> pl.Expr:
 
 
 def line_micros() -> pl.Expr:
-    """An event's price x quantity in micro-units (an event without a price is worth 0)."""
-    return to_micros(pl.col("price").fill_null(0.0)) * pl.col("quantity")
+    """An event's price x quantity in micro-units (an event without a price is worth 0), as a 128-bit integer.
+
+    The decoder bounds prices and quantities, so a line fits easily; sums of
+    lines (:func:`~flows.engine.aggregate.ExactSum`) cannot overflow.
+    """
+    return to_micros(pl.col("price").fill_null(0.0)).cast(pl.Int128) * pl.col("quantity")

@@ -88,10 +88,11 @@ def batch_report(tally: Tally, clock: Callable[[], float] = time.time) -> Report
     return Report(worker, clock(), counts)
 
 
-def late_report(late: pl.DataFrame, clock: Callable[[], float] = time.time) -> Report:
-    worker = current_worker()
-    metrics.LATE_EVENTS.labels(worker).inc(late.height)
-    return Report(worker, clock(), Counts(late=late.height))
+def late_report(tally: Tally, clock: Callable[[], float] = time.time) -> Report:
+    """A stamped batch's late events (late for a window of any analytic), from its tally."""
+    worker, late = current_worker(), tally.counts.late
+    metrics.LATE_EVENTS.labels(worker).inc(late)
+    return Report(worker, clock(), Counts(late=late))
 
 
 def latency_report(read_at: float | None, clock: Callable[[], float] = time.time) -> Report | None:

@@ -32,6 +32,7 @@ from flows.engine.counts import Counts
 from flows.engine.decode import decode_batch
 from flows.engine.routing import route
 from flows.engine.schema import DEFAULT_PARTITION, ClosedWindows, EventBatch, RawBatch, StampedBatch
+from flows.engine.screen import Screen
 from flows.engine.shards import WindowShard
 from flows.engine.summary import RunSummary, Tally
 from flows.engine.watermark import PartitionWatermark
@@ -158,8 +159,13 @@ def stamp_event_time(
     lateness_ms: int,
     dedup_horizon_ms: int | None = None,
     observe: Observer | None = None,
+    screen: Screen | None = None,
 ) -> Stream[StampedBatch]:
     """Stamp each event with the watermark of its partition just before it arrived.
+
+    Each event gets its number in its partition (``seq``); with ``screen``,
+    events that may not move the watermark are quarantined first
+    (:mod:`flows.engine.screen`).
 
     With ``dedup_horizon_ms``, events whose ``event_id`` the partition
     delivered before (within that much event time) are dropped and counted.
@@ -168,7 +174,7 @@ def stamp_event_time(
     stamped = op.stateful_batch(
         "partition_watermark",
         keyed,
-        lambda resume: _observed(observe, PartitionWatermark(lateness_ms, dedup_horizon_ms, resume)),
+        lambda resume: _observed(observe, PartitionWatermark(lateness_ms, dedup_horizon_ms, resume, screen)),
     )
     return op.key_rm("unkey", stamped)
 

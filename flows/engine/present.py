@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from flows.engine.schema import COUNT_COLUMNS
+from flows.engine.schema import COUNT_COLUMNS, SEQ, StampedBatch
 from flows.engine.streams import BYTES, FLOAT, INT, MONEY, TEXT, TIME, TIME_MS, TIMES, UTC_MS, Column, OutputStream
 from flows.engine.windows import MISSED, WINDOW_END, WINDOW_START
 
@@ -65,26 +65,30 @@ _EVENT_COLUMNS = (
     Column("quantity", INT, nullable=False),
 )
 
+_WHERE = (Column("partition", TEXT, nullable=False), Column(SEQ, INT, nullable=False))
+
 LATE = OutputStream(
     "late",
-    row="event that missed a window",
-    fields="the event (`event_id`, `event_type`, `ts`, `user_id`, `session_id`, `product_id`, `category`, "
-    "`brand`, `price`, `quantity`; optional fields the flow did not decode are null), `window_start`, "
-    "`window_end` (the first window it missed), `missed_windows` (the start of every window it missed: "
-    "several with sliding windows), `watermark` (the one it met), `partition`",
-    key=("partition", "ts", "user_id", "product_id", "event_type"),
+    row="event that missed a window of an analytic",
+    fields="`analytic` (whose window it missed: `trends`, `funnel`, `sessions`, `spend`, `timeseries`), the event "
+    "(`event_id`, `event_type`, `ts`, `user_id`, `session_id`, `product_id`, `category`, `brand`, `price`, "
+    "`quantity`; optional fields the flow did not decode are null), `partition` and `seq` (the event's number in "
+    "its partition: they name it), `window_start`, `window_end` (the first window it missed), `missed_windows` "
+    "(the start of every window it missed: several with sliding windows), `watermark` (the one it met)",
+    key=("analytic", "partition", SEQ),
     columns=(
+        Column("analytic", TEXT, nullable=False),
         *_EVENT_COLUMNS,
+        *_WHERE,
         Column(WINDOW_START, TIME_MS, nullable=False),
         Column(WINDOW_END, TIME_MS, nullable=False),
         Column("missed_windows", TIMES, nullable=False),
         Column("watermark", TIME_MS, nullable=False),
-        Column("partition", TEXT, nullable=False),
     ),
 )
 
 
-def late_rows(late: pl.DataFrame, partition: str) -> pl.DataFrame:
+def late_rows(late: pl.DataFrame, partition: str, analytic: str) -> pl.DataFrame:
     """Late events as typed rows (:data:`LATE`): the event, the windows it missed and the watermark it met.
 
     ``window_start`` / ``window_end`` name the (first) window missed;
@@ -100,6 +104,28 @@ def late_rows(late: pl.DataFrame, partition: str) -> pl.DataFrame:
         pl.col(MISSED).cast(pl.List(UTC_MS)).alias("missed_windows"),
         as_time("watermark"),
         pl.lit(partition).alias("partition"),
+        pl.lit(analytic).alias("analytic"),
+    ))
+
+
+# -- quarantine ----------------------------------------------------------------------
+
+QUARANTINE = OutputStream(
+    "quarantine",
+    row="event whose time may not move its partition's watermark",
+    fields="`reason` (before `DMP_EARLIEST_EVENT_TIME`; too far ahead of the wall clock; a jump ahead of its "
+    "partition that the next event did not follow), the event (as in `late`), `partition`, `seq`",
+    key=("partition", SEQ),
+    columns=(Column("reason", TEXT, nullable=False), *_EVENT_COLUMNS, *_WHERE),
+)
+
+
+def quarantine_rows(batch: StampedBatch) -> tuple[str, pl.DataFrame] | None:
+    """A batch's quarantined events (with their ``reason``) as typed rows (:data:`QUARANTINE`), keyed by partition."""
+    if batch.quarantined is None:
+        return None
+    return batch.partition, QUARANTINE.conform(batch.quarantined.with_columns(
+        pl.col("event_type").cast(pl.String), as_time("ts"), pl.lit(batch.partition).alias("partition"),
     ))
 
 

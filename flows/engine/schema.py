@@ -69,6 +69,9 @@ DEAD_LETTER_SCHEMA = pl.Schema(
     }
 )
 
+SEQ = "seq"
+"""Each decoded event's number in its partition (0, 1, ...): with the partition, it names the event."""
+
 # Watermark sentinels. Far from the Int64 limits so arithmetic never overflows.
 BEGINNING_OF_TIME = -(2**62)
 END_OF_TIME = 2**62
@@ -144,6 +147,8 @@ class StampedBatch:
     """The partition's largest event time after this batch (where dead letters are counted)."""
     idle: bool = False
     """The partition is quiet: leave it out of the minimum watermark until it speaks again."""
+    quarantined: pl.DataFrame | None = None
+    """Events that may not move the watermark (:mod:`flows.engine.screen`), with a ``reason``."""
 
 
 

@@ -101,7 +101,7 @@ class Group:
 
     @classmethod
     def declared(cls) -> Iterator[Setting]:
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for f in dataclasses.fields(cls):
             if _SETTING in f.metadata:
                 yield dataclasses.replace(f.metadata[_SETTING], attr=f.name)
 

@@ -90,13 +90,13 @@ class FixedWindows:
         pending = self._merge(_concat(self.pending))
         self.pending, self.pending_rows = [], 0
         for (start,), part in pending.partition_by(WINDOW_START, as_dict=True).items():
-            chunks = self.windows.setdefault(start, [])  # type: ignore[arg-type]
+            chunks = self.windows.setdefault(start, [])
             chunks.append(part)
             self.held_rows += part.height
             if len(chunks) > _MAX_CHUNKS:
                 merged = self._merge(pl.concat(chunks, how="vertical"))
                 self.held_rows += merged.height - sum(chunk.height for chunk in chunks)
-                self.windows[start] = [merged]  # type: ignore[index]
+                self.windows[start] = [merged]
 
     def _merge(self, rows: pl.DataFrame) -> pl.DataFrame:
         return self.spec.compact(rows)

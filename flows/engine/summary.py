@@ -22,7 +22,7 @@ from flows.engine.money import MICROS, line_micros
 from flows.engine.schema import StampedBatch
 
 _PRODUCT_SCHEMA = pl.Schema(
-    {"product_id": pl.String, "revenue_micros": pl.Int64, "units": pl.Int64, "purchases": pl.Int64}
+    {"product_id": pl.String, "revenue_micros": pl.Int128, "units": pl.Int64, "purchases": pl.Int64}
 )
 _PRODUCT_COLUMNS = _PRODUCT_SCHEMA.names()
 
@@ -44,9 +44,10 @@ def event_tally(batch: StampedBatch, late_for_any: pl.Expr | None) -> Tally:
     ``None`` when no windowed analytic runs.
     """
     duplicates = batch.duplicates.height if batch.duplicates is not None else 0
+    quarantined = batch.quarantined.height if batch.quarantined is not None else 0
     events = batch.events
     if not events.height:
-        return Tally(Counts(duplicates=duplicates))
+        return Tally(Counts(duplicates=duplicates, quarantined=quarantined))
     late_mask = late_for_any if late_for_any is not None else pl.lit(False)
     flagged = events.select("product_id", "event_type", "quantity", line_micros().alias("_line"),
                             late_mask.alias("_late"))
@@ -56,7 +57,7 @@ def event_tally(batch: StampedBatch, late_for_any: pl.Expr | None) -> Tally:
         pl.col("_line").sum().alias("revenue_micros"), pl.col("quantity").sum().alias("units"),
         pl.len().cast(pl.Int64).alias("purchases"),
     ) if purchases.height else None
-    return Tally(Counts(duplicates=duplicates, late=late), sales)
+    return Tally(Counts(duplicates=duplicates, late=late, quarantined=quarantined), sales)
 
 
 def product_sales(frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -125,6 +126,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
             "dead_letters": counts.dead_letters,
             "duplicates": counts.duplicates,
             "late": counts.late,
+            "quarantined": counts.quarantined,
             "on_time": counts.on_time,
             "reconciled": counts.reconciled,
             "revenue": state.products["revenue_micros"].sum() / MICROS,
@@ -150,7 +152,7 @@ def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
         "dmp run summary",
         f"  records read     {summary['records']:>12,}",
         f"  decoded events   {summary['events']:>12,}   on time {summary['on_time']:,}, late {summary['late']:,}, "
-        f"duplicates {summary['duplicates']:,}",
+        f"duplicates {summary['duplicates']:,}, quarantined {summary['quarantined']:,}",
         f"  dead letters     {summary['dead_letters']:>12,}",
         "  reconciled       "
         + ("yes: records = decoded + dead letters" if summary["reconciled"]

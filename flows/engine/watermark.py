@@ -26,12 +26,13 @@ uninterrupted one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, EventBatch, StampedBatch
+from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, SEQ, EventBatch, StampedBatch
+from flows.engine.screen import Screen, ScreenState
 
 _SEEN_SCHEMA = {"event_id": pl.String, "ts": pl.Int64}
 
@@ -45,6 +46,10 @@ class PartitionClock:
     seen: pl.DataFrame | None = None
     unplaced: int = 0
     """Dead letters that arrived before the partition's first event (no time to count them at yet)."""
+    decoded: int = 0
+    """Events the partition has decoded so far: the next one's ``seq``."""
+    screened: ScreenState = field(default_factory=ScreenState)
+    partition: str | None = None
 
 
 def stamp(events: pl.DataFrame, max_ts: int | None, lateness_ms: int) -> tuple[pl.DataFrame, int | None]:
@@ -125,16 +130,25 @@ class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionC
     ``dedup_horizon_ms`` of ``None`` turns de-duplication off.
     """
 
-    def __init__(self, lateness_ms: int, dedup_horizon_ms: int | None, resume: PartitionClock | None) -> None:
+    def __init__(self, lateness_ms: int, dedup_horizon_ms: int | None, resume: PartitionClock | None,
+                 screen: Screen | None = None) -> None:
         self.lateness_ms = lateness_ms
         self.horizon = dedup_horizon_ms
+        self.screen = screen
         self.clock = resume if resume is not None else PartitionClock()
 
     def on_batch(self, values: list[EventBatch]) -> tuple[list[StampedBatch], bool]:
         out = []
         clock = self.clock
         for batch in values:
-            events, clock.max_ts = stamp(batch.events, clock.max_ts, self.lateness_ms)
+            clock.partition = batch.partition
+            events = batch.events.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + clock.decoded).alias(SEQ))
+            clock.decoded += events.height
+            quarantined = None
+            if self.screen is not None:
+                events, quarantined, clock.screened = self.screen.screen(events, clock.screened,
+                                                                         ended=batch.last)
+            events, clock.max_ts = stamp(events, clock.max_ts, self.lateness_ms)
             duplicates = None
             if self.horizon is not None and "event_id" in events.columns and events.height:
                 events, duplicates, clock.seen = deduplicate(
@@ -153,9 +167,18 @@ class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionC
                     dead_letters=dead_letters if clock.max_ts is not None else 0,
                     stream_time=clock.max_ts,
                     idle=batch.idle,
+                    quarantined=quarantined if quarantined is not None and quarantined.height else None,
                 )
             )
         return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[list[StampedBatch], bool]:
+        """The input ended: a jump still held waits for nothing more, so it is accepted (see :mod:`screen`)."""
+        clock = self.clock
+        if clock.screened.held is None or clock.partition is None:
+            return [], StatefulBatchLogic.RETAIN
+        empty = clock.screened.held.clear().drop(SEQ)
+        return self.on_batch([EventBatch(clock.partition, empty, 0, last=True)])[0], StatefulBatchLogic.RETAIN
 
     def watermark(self) -> int:
         if self.clock.ended:
@@ -166,4 +189,5 @@ class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionC
 
     def snapshot(self) -> PartitionClock:
         clock = self.clock
-        return PartitionClock(clock.max_ts, clock.ended, clock.seen, clock.unplaced)
+        return PartitionClock(clock.max_ts, clock.ended, clock.seen, clock.unplaced, clock.decoded,
+                              ScreenState(clock.screened.newest, clock.screened.held), clock.partition)

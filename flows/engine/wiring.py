@@ -26,6 +26,7 @@ from bytewax.dataflow import Stream
 from flows.engine.aggregate import WindowSpec
 from flows.engine.monitor import latency_report
 from flows.engine.operators import Windowed, only_events, window, write
+from flows.engine.present import late_rows
 from flows.engine.schema import StampedBatch
 from flows.engine.setting import Group
 from flows.engine.sinks import Outputs
@@ -47,6 +48,7 @@ class Wiring:
         self.outputs = outputs
         self.clock = clock
         self.tallies: list[Stream] = []
+        self.late: list[Stream] = []  # late rows of every windowed analytic, written together
         self.reports: list[Stream] = []
         self._shared: dict[str, Any] = {}
         self._windows: list[tuple[Window, pl.Expr | None]] = []
@@ -65,6 +67,8 @@ class Wiring:
         up = self.stamped if only is None else op.map(f"{label}_only", self.stamped, lambda b: only_events(b, only))
         self._windows.append((spec.window, only))
         windows = window(step_id or f"{label}_windows", up, spec, self.partitions, self.settings.shards, self.clock)
+        self.late.append(op.map(f"present_{label}_late", windows.late,
+                                lambda kv: (kv[0], late_rows(kv[1], kv[0], label))))
         self.measure(lambda: op.filter_map(f"report_{label}_latency", windows.results,
                                            lambda kv: latency_report(kv[1].read_at)))
         return windows
@@ -93,4 +97,4 @@ class Wiring:
         """A sub-graph several analytics use, built the first time one of them asks."""
         if name not in self._shared:
             self._shared[name] = build()
-        return self._shared[name]  # type: ignore[no-any-return]
+        return self._shared[name]

@@ -177,7 +177,7 @@ class CoPurchases:
         self.emitted = lists.select("product_id", "related")
         end = (interval + 1) * self.settings.reco_interval_ms
         return out.select("product_id", as_time(pl.lit(end, pl.Int64)).alias("as_of"), "related", "scores").cast(
-            RECOMMENDATIONS.schema  # type: ignore[arg-type]
+            RECOMMENDATIONS.schema
         )
 
     def held(self, waiting: pl.DataFrame | None) -> RecoState:
@@ -261,7 +261,7 @@ class RecommendLogic(StatefulBatchLogic[ClosedWindows, pl.DataFrame, RecoState])
         self.waiting = [rest] if rest.height else []
         out = []
         for (interval,), sessions in sorted(due.partition_by("_interval", as_dict=True).items()):
-            changed = self.counts.apply(int(interval), sessions["basket"])  # type: ignore[arg-type]
+            changed = self.counts.apply(int(interval), sessions["basket"])
             if changed.height:
                 out.append(changed)
         return out

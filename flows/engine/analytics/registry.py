@@ -122,10 +122,10 @@ def dedup_extent_ms(settings: Settings) -> int:
 def streams(settings: Settings | None = None) -> tuple[OutputStream, ...]:
     """The output streams of the running analytics (of all of them without settings), engine streams included."""
     from flows.engine.monitor import MONITORING
-    from flows.engine.present import DEAD_LETTERS
+    from flows.engine.present import DEAD_LETTERS, LATE, QUARANTINE
 
     chosen = analytics() if settings is None else running(settings)
-    found = [DEAD_LETTERS, *(s for a in chosen for s in a.streams)]
+    found = [DEAD_LETTERS, QUARANTINE, LATE, *(s for a in chosen for s in a.streams)]
     if settings is None or settings.monitor_interval_ms:
         found.append(MONITORING)
     unique: dict[str, OutputStream] = {}

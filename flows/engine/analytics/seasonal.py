@@ -95,7 +95,7 @@ class SeriesState:
 
     config: SeriesConfig
     start: np.ndarray  # first bucket of each series
-    x: np.ndarray  # int64 (series, history)
+    x: np.ndarray  # object (series, history): exact integers (a bucket's revenue may not fit an int64)
     units: np.ndarray  # int64 (series, history)
     squares: np.ndarray  # object (series, history)
     sum_p_ring: np.ndarray  # object (series, history): the trend sum at each bucket
@@ -111,7 +111,7 @@ class SeriesState:
         return cls(
             config,
             np.zeros(0, dtype=np.int64),
-            np.zeros((0, h), dtype=np.int64),
+            np.zeros((0, h), dtype=np.int64).astype(object),
             np.zeros((0, h), dtype=np.int64),
             np.zeros((0, h), dtype=np.int64).astype(object),
             np.zeros((0, h), dtype=np.int64).astype(object),
@@ -124,7 +124,7 @@ class SeriesState:
         """Append ``count`` new series that begin at ``first_bucket``."""
         h = self.config.history
         self.start = np.concatenate([self.start, np.full(count, first_bucket, dtype=np.int64)])
-        self.x = np.vstack([self.x, np.zeros((count, h), dtype=np.int64)])
+        self.x = np.vstack([self.x, np.zeros((count, h), dtype=np.int64).astype(object)])
         self.units = np.vstack([self.units, np.zeros((count, h), dtype=np.int64)])
         self.squares = np.vstack([self.squares, np.zeros((count, h), dtype=np.int64).astype(object)])
         self.sum_p_ring = np.vstack([self.sum_p_ring, np.zeros((count, h), dtype=np.int64).astype(object)])
@@ -133,6 +133,12 @@ class SeriesState:
         for name in self.SUMS:
             self.sums[name] = np.concatenate([self.sums[name], _objects(count)])
 
+    def keep(self, kept: np.ndarray) -> None:
+        """Keep only the series where ``kept`` is true (the others are forgotten)."""
+        self.start, self.x, self.units, self.squares = self.start[kept], self.x[kept], self.units[kept], self.squares[kept]
+        self.sum_p_ring, self.detrended, self.residual = self.sum_p_ring[kept], self.detrended[kept], self.residual[kept]
+        self.sums = {name: values[kept] for name, values in self.sums.items()}
+
     def copy(self) -> SeriesState:
         """An independent copy (a snapshot: :meth:`step` changes the arrays in place)."""
         return SeriesState(self.config, self.start.copy(), self.x.copy(), self.units.copy(), self.squares.copy(),
@@ -140,7 +146,7 @@ class SeriesState:
                            {name: values.copy() for name, values in self.sums.items()})
 
     def step(self, t: int, x: np.ndarray, units: np.ndarray, squares: np.ndarray) -> dict[str, np.ndarray]:
-        """Take bucket ``t`` (every series' value and units, int64, and squares, Python ints) and return its statistics.
+        """Take bucket ``t`` (every series' value and squares as Python ints, units as int64); its statistics.
 
         Buckets must come in order, each once, none skipped (a quiet bucket is
         a zero). Outputs are object arrays of floats or ``None``, plus

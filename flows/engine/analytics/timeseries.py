@@ -5,7 +5,11 @@ the window engine. The series: ``revenue`` and ``orders`` overall
 (``category = "*"``) and per category (events without a category count only
 overall), and ``views`` overall. A series begins at the first bucket with an
 event of its scope; from then on a bucket without events is a zero, never a
-gap. Out, as each bucket closes (in bucket order, once all shards closed it):
+gap, until the series has been quiet for a whole history
+(``SeriesConfig.history`` buckets, ~3 days with the defaults): then it is
+dormant (no rows), and its next event starts it afresh, so a gap of years
+costs one step, not one per bucket. Out, as each bucket closes (in bucket
+order, once all shards closed it):
 
 - ``timeseries``: one row per series and bucket with the value, its moving
   average, first and seasonal differences, autocorrelations and a
@@ -31,7 +35,7 @@ by its longest trailing window (``SeriesConfig.history`` buckets).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import bytewax.operators as op
@@ -40,7 +44,7 @@ import polars as pl
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import Sum, WindowedAggregate
+from flows.engine.aggregate import ExactSum, Sum, WindowedAggregate
 from flows.engine.analytics.registry import Analytic
 from flows.engine.analytics.seasonal import SeriesConfig, SeriesState, as_floats
 from flows.engine.errors import ConfigError, DmpError
@@ -102,9 +106,9 @@ def timeseries_aggregate(bucket: TumblingWindow) -> WindowedAggregate:
         keys=("category",),
         window=bucket,
         measures={
-            "revenue_micros": Sum(pl.when(purchase).then(line_micros()).otherwise(0)),
+            "revenue_micros": ExactSum(pl.when(purchase).then(line_micros()).otherwise(0)),
             # Cents squared fit an Int64 where micro-units squared would not; for the noise floor only.
-            "revenue_squares": Sum(pl.when(purchase).then((line_micros() // CENT) ** 2).otherwise(0)),
+            "revenue_squares": ExactSum(pl.when(purchase).then((line_micros() // CENT) ** 2).otherwise(0)),
             "orders": Sum(purchase),
             "views": Sum(event_type == "view"),
         },
@@ -125,8 +129,8 @@ def series_values(rows: pl.DataFrame, bucket_ms: int) -> pl.DataFrame:
 
     def metric(name: str, value: str, units: str, squares: str, frame: pl.DataFrame) -> pl.DataFrame:
         return frame.select("bucket", pl.lit(name).alias("metric"), "category",
-                            *(pl.col(c).cast(pl.Int64).alias(a) for c, a in ((value, "value"), (units, "units"),
-                                                                              (squares, "squares"))))
+                            pl.col(value).cast(pl.Int128).alias("value"), pl.col(units).cast(pl.Int64).alias("units"),
+                            pl.col(squares).cast(pl.Int128).alias("squares"))
 
     return pl.concat([
         metric("revenue", "revenue_micros", "orders", "revenue_squares", scoped),
@@ -142,6 +146,7 @@ class TimeSeriesState:
     keys: list[tuple[str, str]]
     series: SeriesState
     last: int | None
+    seen: list[int] = field(default_factory=list)  # each series' last bucket with an event
 
 
 class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame], TimeSeriesState]):
@@ -158,6 +163,7 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
         self.index = {key: i for i, key in enumerate(self.keys)}
         self.series = resume.series if resume is not None else SeriesState.empty(config)
         self.last = resume.last if resume is not None else None
+        self.seen = list(resume.seen) if resume is not None else []
 
     def on_batch(self, values: list[ClosedWindows]) -> tuple[list[tuple[str, pl.DataFrame]], bool]:
         frames = [closed.rows for closed in values if closed.rows.height]
@@ -169,21 +175,27 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
             msg = f"time series got bucket {buckets[0]} after bucket {self.last}; buckets must come once, in order"
             raise DmpError(msg)
         keys = list(zip(long["metric"].to_list(), long["category"].to_list()))
-        value, units = long["value"].to_numpy(), long["units"].to_numpy()
+        value, units = np.array(long["value"].to_list(), dtype=object), long["units"].to_numpy()
         # Squared sizes in the value's unit: cents² -> micro-units² for money (Python ints: no overflow).
         squares = np.array([sq * CENT * CENT if metric in MONEY_METRICS else sq
                             for sq, metric in zip(long["squares"].to_list(), long["metric"].to_list())], dtype=object)
-        first = int(buckets[0]) if self.last is None else self.last + 1
+        t = int(buckets[0]) if self.last is None else self.last + 1
         steps = []
-        for t in range(first, int(buckets[-1]) + 1):  # quiet buckets too: they are zeros
+        while t <= int(buckets[-1]):  # quiet buckets too: they are zeros, while a series is live
+            self._retire(t)
+            if not self.keys:  # every series dormant: skip the silence at once, however long
+                t = max(t, int(buckets[np.searchsorted(buckets, t)]))
             lo, hi = np.searchsorted(buckets, [t, t + 1])
             self._add_new(keys[lo:hi], t)
-            x = np.zeros(len(self.keys), dtype=np.int64)
+            x = np.zeros(len(self.keys), dtype=np.int64).astype(object)
             u = np.zeros(len(self.keys), dtype=np.int64)
             sq = np.zeros(len(self.keys), dtype=np.int64).astype(object)
             where = [self.index[key] for key in keys[lo:hi]]
             x[where], u[where], sq[where] = value[lo:hi], units[lo:hi], squares[lo:hi]
-            steps.append((t, len(self.keys), self.series.step(t, x, u, sq)))
+            for i in where:
+                self.seen[i] = t
+            steps.append((t, list(self.keys), self.series.step(t, x, u, sq)))
+            t += 1
         self.last = int(buckets[-1])
         rows = self._rows(steps)
         alerts = rows.filter(pl.col("score").abs() >= self.config.z)
@@ -197,17 +209,34 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
         for key in fresh:
             self.index[key] = len(self.keys)
             self.keys.append(key)
+            self.seen.append(t)
         if fresh:
             self.series.add_series(len(fresh), t)
 
-    def _rows(self, steps: list[tuple[int, int, dict[str, np.ndarray]]]) -> pl.DataFrame:
+    def _retire(self, t: int) -> None:
+        """Series quiet for a whole history go dormant: no more rows; their next event starts them afresh.
+
+        Their state is all zeros by then, so nothing is lost but the zero
+        rows; and a gap of years costs one step, not a step per bucket.
+        """
+        kept = np.array([t - seen < self.config.history for seen in self.seen], dtype=bool)
+        if kept.all():
+            return
+        self.series.keep(kept)
+        self.keys = [key for key, alive in zip(self.keys, kept) if alive]
+        self.seen = [seen for seen, alive in zip(self.seen, kept) if alive]
+        self.index = {key: i for i, key in enumerate(self.keys)}
+
+    def _rows(self, steps: list[tuple[int, list[tuple[str, str]], dict[str, np.ndarray]]]) -> pl.DataFrame:
         """Every step's statistics as one frame, revenue in currency units, sorted by bucket and series."""
         columns: dict[str, list[np.ndarray]] = {name: [] for name in (*_STATISTICS, "expected", "score")}
-        bucket, metric, category = [], [], []
-        for t, count, out in steps:
-            bucket.append(np.full(count, t, dtype=np.int64))
-            metric.extend(key[0] for key in self.keys[:count])
-            category.extend(key[1] for key in self.keys[:count])
+        bucket: list[np.ndarray] = []
+        metric: list[str] = []
+        category: list[str] = []
+        for t, keys, out in steps:
+            bucket.append(np.full(len(keys), t, dtype=np.int64))
+            metric.extend(key[0] for key in keys)
+            category.extend(key[1] for key in keys)
             for name in columns:
                 columns[name].append(as_floats(out[name]))
         money = np.isin(np.array(metric, dtype=object), MONEY_METRICS)
@@ -218,7 +247,7 @@ class TimeSeriesLogic(StatefulBatchLogic[ClosedWindows, tuple[str, pl.DataFrame]
         return frame.fill_nan(None).sort("bucket", "metric", "category")
 
     def snapshot(self) -> TimeSeriesState:
-        return TimeSeriesState(list(self.keys), self.series.copy(), self.last)
+        return TimeSeriesState(list(self.keys), self.series.copy(), self.last, list(self.seen))
 
 
 def _bucket_times(bucket_ms: int) -> list[pl.Expr]:

@@ -24,13 +24,12 @@ import bytewax.operators as op
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import Sum, WindowedAggregate
+from flows.engine.aggregate import ExactSum, Sum, WindowedAggregate
 from flows.engine.analytics.leaderboard import LEADERBOARD, leaderboard
 from flows.engine.analytics.registry import Analytic
 from flows.engine.errors import ConfigError
 from flows.engine.money import line_micros, money
-from flows.engine.monitor import late_report
-from flows.engine.present import LATE, QUALITY, as_time, late_rows, quality_rows
+from flows.engine.present import QUALITY, as_time, quality_rows
 from flows.engine.schema import ClosedWindows
 from flows.engine.setting import Group, at_least, duration, integer, optional, positive, setting, whole_seconds
 from flows.engine.streams import INT, MONEY, TEXT, TIME, Column, OutputStream
@@ -52,9 +51,7 @@ def trends_aggregate(window: FixedWindow) -> WindowedAggregate:
             "removes": Sum(event_type == "remove_from_cart"),
             "purchases": Sum(purchase),
             "units": Sum(pl.when(purchase).then(pl.col("quantity")).otherwise(0)),
-            "revenue_micros": Sum(
-                pl.when(purchase).then(line_micros()).otherwise(0)
-            ),
+            "revenue_micros": ExactSum(pl.when(purchase).then(line_micros()).otherwise(0)),
         },
     )
 
@@ -196,23 +193,21 @@ TRENDS = OutputStream(
 
 
 def wire(w: Wiring) -> None:
-    """trends_windows -> compare_with_previous_window -> trends; rank_top_n -> leaderboard; quality, late."""
+    """trends_windows -> compare_with_previous_window -> trends; rank_top_n -> leaderboard; quality."""
     settings = w.group(TrendSettings)
     window, top_n = settings.window, settings.top_n
     windows = w.window("trends", trends_aggregate(window))  # Windowed(results, late, quality)
-    w.measure(lambda: op.map("report_late", windows.late, lambda kv: late_report(kv[1])))
     trends = op.stateful_batch("compare_with_previous_window", windows.results, lambda r: TrendChange(window, r))
     board = op.map_value("rank_top_n", windows.results, lambda closed: leaderboard(closed.rows, top_n, window.size_ms))
     w.write(TRENDS, trends)
     w.write(LEADERBOARD, board)
     w.write(QUALITY, op.map_value("present_quality", windows.quality, quality_rows))
-    w.write(LATE, op.map("present_late", windows.late, lambda kv: (kv[0], late_rows(kv[1], kv[0]))))
 
 
 ANALYTICS = (
     Analytic(
         "trends", 10, "per product and window: views, carts, purchases, revenue and a change indicator; the top N",
-        streams=(TRENDS, LEADERBOARD, QUALITY, LATE), wire=wire, settings=TrendSettings,
+        streams=(TRENDS, LEADERBOARD, QUALITY), wire=wire, settings=TrendSettings,
         dedup_windows=lambda settings: (settings.group(TrendSettings).window,),
     ),
 )

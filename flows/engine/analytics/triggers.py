@@ -38,7 +38,7 @@ import bytewax.operators as op
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
-from flows.engine.aggregate import LAST_TS, Sum, WindowedAggregate
+from flows.engine.aggregate import LAST_TS, ExactSum, WindowedAggregate
 from flows.engine.analytics.registry import Analytic
 from flows.engine.analytics.user_sessions import SessionSettings, session_dedup_windows, session_windows
 from flows.engine.errors import ConfigError
@@ -57,7 +57,7 @@ CANDIDATE_SCHEMA = pl.Schema(
         "user_id": pl.String,
         "trigger_type": pl.String,
         "at": pl.Int64,
-        "value_micros": pl.Int64,
+        "value_micros": pl.Int128,
         "since": pl.Int64,
         "products": pl.List(pl.String),
     }
@@ -92,13 +92,13 @@ def abandoned_carts(sessions: pl.DataFrame) -> pl.DataFrame:
         pl.col("cart_micros").clip(lower_bound=0).alias("value_micros"),
         pl.col(WINDOW_START).alias("since"),
         pl.col("carted").alias("products"),
-    ).cast(CANDIDATE_SCHEMA)  # type: ignore[arg-type]
+    ).cast(CANDIDATE_SCHEMA)
 
 
 def spend_aggregate(window: SlidingWindow) -> WindowedAggregate:
     """Purchase revenue per user and sliding window (feed it purchases only)."""
     value = line_micros()
-    return WindowedAggregate("spend", ("user_id",), window, {"revenue_micros": Sum(value)})
+    return WindowedAggregate("spend", ("user_id",), window, {"revenue_micros": ExactSum(value)})
 
 
 def big_spenders(rows: pl.DataFrame, window: SlidingWindow, threshold_micros: int) -> pl.DataFrame:
@@ -110,7 +110,7 @@ def big_spenders(rows: pl.DataFrame, window: SlidingWindow, threshold_micros: in
         pl.col("revenue_micros").alias("value_micros"),
         pl.col(WINDOW_START).alias("since"),
         pl.lit(None, pl.List(pl.String)).alias("products"),
-    ).cast(CANDIDATE_SCHEMA)  # type: ignore[arg-type]
+    ).cast(CANDIDATE_SCHEMA)
 
 
 def trigger_id(trigger_type: str, user_id: str, at_ms: int) -> str:
@@ -188,7 +188,7 @@ def trigger_rows(fired: pl.DataFrame) -> pl.DataFrame:
         money("value_micros").alias("value"),
         as_time("since").alias("since"),
         "products",
-    ).cast(TRIGGERS.schema)  # type: ignore[arg-type]
+    ).cast(TRIGGERS.schema)
 
 
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import bytewax.operators as op
 import polars as pl
 
-from flows.engine.aggregate import LAST_TS, Distinct, Sum, WindowedAggregate
+from flows.engine.aggregate import LAST_TS, Distinct, ExactSum, Sum, WindowedAggregate
 from flows.engine.analytics.registry import Analytic
 from flows.engine.operators import Windowed
 from flows.engine.setting import Group, at_least, duration, integer, positive, setting
@@ -88,8 +88,8 @@ def sessions_aggregate(gap_ms: int, basket_limit: int) -> WindowedAggregate:
             "removes": Sum(remove),
             "purchases": Sum(purchase),
             "units": Sum(pl.when(purchase).then(pl.col("quantity")).otherwise(0)),
-            "revenue_micros": Sum(pl.when(purchase).then(value).otherwise(0)),
-            "cart_micros": Sum(pl.when(cart).then(value).when(remove).then(-value).otherwise(0)),
+            "revenue_micros": ExactSum(pl.when(purchase).then(value).otherwise(0)),
+            "cart_micros": ExactSum(pl.when(cart).then(value).when(remove).then(value * -1).otherwise(0)),
             "products": Distinct(pl.col("product_id")),
             "carted": Distinct(pl.when(cart).then(pl.col("product_id"))),
             "basket": Distinct(pl.when(cart | purchase).then(pl.col("product_id")), limit=basket_limit),
@@ -117,7 +117,7 @@ def session_rows(sessions: pl.DataFrame) -> pl.DataFrame:
         ((pl.col("carts") > 0) & (pl.col("purchases") == 0)).alias("abandoned_cart"),
         money(pl.col("cart_micros").clip(lower_bound=0)).alias("cart_value"),
         pl.col("carted").alias("carted_products"),
-    ).cast(SESSIONS.schema)  # type: ignore[arg-type]
+    ).cast(SESSIONS.schema)
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def detect_format(path: Path, declared: InputFormat = "auto") -> RecordFormat:
 
 def _open(path: Path) -> io.BufferedReader:
     if path.suffix.lower() == ".gz":
-        return io.BufferedReader(gzip.open(path, "rb"))  # type: ignore[arg-type]
+        return io.BufferedReader(gzip.open(path, "rb"))
     return open(path, "rb")
 
 
