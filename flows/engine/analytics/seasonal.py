@@ -135,8 +135,9 @@ class SeriesState:
 
     def keep(self, kept: np.ndarray) -> None:
         """Keep only the series where ``kept`` is true (the others are forgotten)."""
-        self.start, self.x, self.units, self.squares = self.start[kept], self.x[kept], self.units[kept], self.squares[kept]
-        self.sum_p_ring, self.detrended, self.residual = self.sum_p_ring[kept], self.detrended[kept], self.residual[kept]
+        self.start, self.x, self.units = self.start[kept], self.x[kept], self.units[kept]
+        self.squares, self.sum_p_ring = self.squares[kept], self.sum_p_ring[kept]
+        self.detrended, self.residual = self.detrended[kept], self.residual[kept]
         self.sums = {name: values[kept] for name, values in self.sums.items()}
 
     def copy(self) -> SeriesState:
