@@ -283,7 +283,7 @@ def test_a_session_closes_one_gap_after_its_end_so_no_on_time_event_can_still_re
     assert out[0].rows.select("user_id", "window_start", "last_ts", "window_end", "n").rows() == [
         ("u", 0, 6_000, 16_000, 2)
     ]
-    assert shard.state.rows == 0 and shard.snapshot().open is None  # closed sessions leave state at once
+    assert shard.state.rows == 0 and shard.snapshot().open == []  # closed sessions leave state at once
 
 
 def test_a_session_function_sees_the_events_of_each_closed_session():
@@ -300,7 +300,7 @@ def test_a_session_function_sees_the_events_of_each_closed_session():
     out, _ = shard.on_batch([ShardUpdate("a", raw.clear().select("ts", "user_id", "quantity"), 30_000)])
     assert out[0].rows.select("window_start", "window_end", "len").rows() == [(0, 14_000, 2)]
     assert seen[0]["ts"].to_list() == [0, 4_000]
-    assert shard.snapshot().open["ts"].to_list() == [50_000]  # only the open session's events stay
+    assert pl.concat(shard.snapshot().open)["ts"].to_list() == [50_000]  # only the open session's events stay
 
 
 # -- idle partitions --------------------------------------------------------------------
@@ -411,11 +411,11 @@ def test_state_is_one_partial_aggregate_per_open_window_and_key_and_closed_windo
     (key, update_), = route(StampedBatch("a", events, watermark=0), COUNT, shards=1).updates
     shard = WindowShard(COUNT, ["a"], shards=1, resume=None)
     shard.on_batch([update_])
-    snapshot = shard.snapshot()
-    assert snapshot.open.height == 3 * 5  # not 10,000 events
-    assert snapshot.open["events"].sum() == 10_000
+    held = pl.concat(shard.snapshot().open)
+    assert held.height == 3 * 5  # not 10,000 events
+    assert held["events"].sum() == 10_000
     shard.on_batch([update("a", 2 * MINUTE)])
-    assert shard.snapshot().open["window_start"].unique().to_list() == [2 * MINUTE]  # two windows gone
+    assert pl.concat(shard.snapshot().open)["window_start"].unique().to_list() == [2 * MINUTE]  # two windows gone
     gather = WindowGather(COUNT, shards=1, resume=None)
-    gather.on_batch([("closed", key, ClosedWindows(snapshot.open, 2 * MINUTE))])
+    gather.on_batch([("closed", key, ClosedWindows(held, 2 * MINUTE))])
     assert gather.snapshot().pending["window_start"].unique().to_list() == [2 * MINUTE]

@@ -32,7 +32,7 @@ def test_closing_takes_out_exactly_the_ended_windows_merged():
     assert state.rows == 3  # [1m, 2m) and [2m, 3m) are still open
     done = state.close(END_OF_TIME)
     assert sorted(done.select("window_start", "product_id", "n").rows()) == [(MINUTE, "a", 2), (2 * MINUTE, "c", 1)]
-    assert state.rows == 0 and state.held() is None
+    assert state.rows == 0 and state.held() == []
 
 
 def test_many_batches_for_one_window_are_merged_as_they_pile_up_not_kept_forever():

@@ -30,8 +30,8 @@ class GatherState:
 
     progress: dict[str, int]
     watermarks: dict[str, int]
-    pending: pl.DataFrame | None
-    counts: pl.DataFrame | None
+    pending: list[pl.DataFrame]
+    counts: list[pl.DataFrame]
     closed_until: int
 
 
@@ -64,8 +64,8 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
         self.progress = {key: known.get(key, BEGINNING_OF_TIME) for key in keys}
         marks = resume.watermarks if resume is not None else {}
         self.watermarks = {key: marks.get(key, BEGINNING_OF_TIME) for key in keys}
-        self.pending: list[pl.DataFrame] = [resume.pending] if resume is not None and resume.pending is not None else []
-        self.counts: list[pl.DataFrame] = [resume.counts] if resume is not None and resume.counts is not None else []
+        self.pending: list[pl.DataFrame] = list(resume.pending) if resume is not None else []
+        self.counts: list[pl.DataFrame] = list(resume.counts) if resume is not None else []
         self.closed_until = resume.closed_until if resume is not None else BEGINNING_OF_TIME
 
     def on_batch(self, values: list[GatherItem]) -> tuple[list[object], bool]:
@@ -138,17 +138,15 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
         )
 
     def snapshot(self) -> GatherState:
-        pending = pl.concat(self.pending, how="vertical_relaxed") if self.pending else None
-        counts = pl.concat(self.counts, how="vertical") if self.counts else None
-        self.pending = [pending] if pending is not None else []
-        self.counts = [counts] if counts is not None else []
-        return GatherState(dict(self.progress), dict(self.watermarks), pending, counts, self.closed_until)
+        # Frames as they are: Bytewax snapshots every epoch, recovery or not.
+        return GatherState(dict(self.progress), dict(self.watermarks), list(self.pending), list(self.counts),
+                           self.closed_until)
 
 
 @dataclass
 class SessionGatherState:
     progress: dict[str, int]
-    pending: pl.DataFrame | None
+    pending: list[pl.DataFrame]
 
 
 class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherState]):
@@ -174,7 +172,7 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
         self.gap = spec.window.gap_ms  # type: ignore[union-attr]
         known = resume.progress if resume is not None else {}
         self.progress = {key: known.get(key, BEGINNING_OF_TIME) for key in balanced_keys(shards)}
-        self.pending: list[pl.DataFrame] = [resume.pending] if resume is not None and resume.pending is not None else []
+        self.pending: list[pl.DataFrame] = list(resume.pending) if resume is not None else []
         self.closed_until = BEGINNING_OF_TIME
 
     def on_batch(self, values: list[GatherItem]) -> tuple[list[ClosedWindows], bool]:
@@ -203,9 +201,7 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
         return [ClosedWindows(done.sort([LAST_TS, *self.spec.keys, WINDOW_START]), until, until, read_at=read_at)]
 
     def snapshot(self) -> SessionGatherState:
-        pending = pl.concat(self.pending, how="vertical") if self.pending else None
-        self.pending = [pending] if pending is not None else []
-        return SessionGatherState(dict(self.progress), pending)
+        return SessionGatherState(dict(self.progress), list(self.pending))
 
 
 def _as_counts(counts: pl.DataFrame, column: str | None = None) -> pl.DataFrame:

@@ -36,7 +36,7 @@ class ShardState:
     shards: int
     watermarks: dict[str, int]
     idle: set[str]
-    open: pl.DataFrame | None
+    open: list[pl.DataFrame]
     closed_until: int
 
 
@@ -57,7 +57,7 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
         known = resume.watermarks if resume is not None else {}
         self.watermarks = {p: known.get(p, BEGINNING_OF_TIME) for p in partitions}
         self.idle = set(resume.idle) & set(partitions) if resume is not None else set()
-        self.state = open_state(spec, resume.open if resume is not None else None)
+        self.state = open_state(spec, resume.open if resume is not None else ())
         self.dropped: list[pl.DataFrame] = []
         self.closed_until = resume.closed_until if resume is not None else BEGINNING_OF_TIME
 

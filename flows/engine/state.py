@@ -62,16 +62,17 @@ class FixedWindows:
     its chunks and its pending rows and merges them in one step.
     """
 
-    def __init__(self, spec: WindowSpec, held: pl.DataFrame | None = None) -> None:
+    def __init__(self, spec: WindowSpec, held: Sequence[pl.DataFrame] = ()) -> None:
         self.spec = spec
         self.window: FixedWindow = spec.window  # type: ignore[assignment]
         self.windows: dict[int, list[pl.DataFrame]] = {}
         self.held_rows = 0
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
-        if held is not None and held.height:
-            self.add(held)
-            self.compact()
+        for frame in held:
+            if frame.height:
+                self.add(frame)
+        self.compact()
 
     @property
     def rows(self) -> int:
@@ -122,29 +123,28 @@ class FixedWindows:
         """The frames held right now, as they are (to measure them)."""
         return [chunk for chunks in self.windows.values() for chunk in chunks] + self.pending
 
-    def held(self) -> pl.DataFrame | None:
-        """Everything held, merged into one frame (for snapshots; the state keeps the merged rows too)."""
-        frames = self.frames()
-        if not frames:
-            return None
-        merged = self._merge(_concat(frames))
-        self.windows, self.held_rows, self.pending, self.pending_rows = {}, 0, [merged], merged.height
-        self.compact()  # files the merged rows under their windows again
-        return merged
+    def held(self) -> list[pl.DataFrame]:
+        """Everything held, as it is (a snapshot: Bytewax takes one every epoch, recovery or not, so it
+        merges nothing; frames never change, so holding them is enough)."""
+        return self.frames()
 
 
 class Sessions:
     """Open sessions: merged partial sessions, or raw events numbered into sessions."""
 
-    def __init__(self, spec: WindowSpec, held: pl.DataFrame | None = None) -> None:
+    def __init__(self, spec: WindowSpec, held: Sequence[pl.DataFrame] = ()) -> None:
         self.spec = spec
         self.gap = spec.window.gap_ms  # type: ignore[union-attr]
         self.keys = list(spec.keys)
-        self.open: pl.DataFrame | None = held if held is not None and held.height else None
+        self.open: pl.DataFrame | None = None
         self.pending: list[pl.DataFrame] = []
         self.pending_rows = 0
         # No session can close before this (merging only ever moves closes later).
-        self.next_close = self._first_close(self.open) if self.open is not None else END_OF_TIME
+        self.next_close = END_OF_TIME
+        for frame in held:
+            if frame.height:
+                self.add(frame)
+        self.compact()
 
     @property
     def rows(self) -> int:
@@ -197,11 +197,11 @@ class Sessions:
         """The frames held right now, as they are (to measure them)."""
         return ([self.open] if self.open is not None else []) + self.pending
 
-    def held(self) -> pl.DataFrame | None:
-        self.compact()
-        return self.open
+    def held(self) -> list[pl.DataFrame]:
+        """Everything held, as it is (see :meth:`FixedWindows.held`); merged when resumed."""
+        return self.frames()
 
 
-def open_state(spec: WindowSpec, held: pl.DataFrame | None = None) -> FixedWindows | Sessions:
+def open_state(spec: WindowSpec, held: Sequence[pl.DataFrame] = ()) -> FixedWindows | Sessions:
     """The state shape of an analytic's window kind, holding ``held`` (from a snapshot)."""
     return spec.window.open_state(spec, held)

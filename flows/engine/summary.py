@@ -79,6 +79,7 @@ _FOLD_ROWS = 500_000
 class SummaryState:
     counts: Counts = field(default_factory=Counts)
     products: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_PRODUCT_SCHEMA))
+    pending: list[pl.DataFrame] = field(default_factory=list)  # sales rows not folded into products yet
 
 
 class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
@@ -92,8 +93,8 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
     def __init__(self, top: int, resume: SummaryState | None) -> None:
         self.top = top
         self.state = resume if resume is not None else SummaryState()
-        self.pending: list[pl.DataFrame] = []
-        self.pending_rows = 0
+        self.pending: list[pl.DataFrame] = list(self.state.pending)
+        self.pending_rows = sum(frame.height for frame in self.pending)
 
     def on_batch(self, values: list[Tally]) -> tuple[list[dict], bool]:
         state = self.state
@@ -142,8 +143,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
         }
 
     def snapshot(self) -> SummaryState:
-        self._fold()
-        return SummaryState(self.state.counts, self.state.products)
+        return SummaryState(self.state.counts, self.state.products, list(self.pending))  # nothing folded: cheap
 
 
 def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:

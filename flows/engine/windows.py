@@ -26,7 +26,7 @@ missed) and ``missed`` (the starts of every window missed).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import polars as pl
 
@@ -104,7 +104,7 @@ class _Fixed:
         """Closed rows as a function gets them (fixed windows: ``window_start`` says it all)."""
         return rows
 
-    def open_state(self, spec: WindowSpec, held: pl.DataFrame | None) -> FixedWindows:
+    def open_state(self, spec: WindowSpec, held: Sequence[pl.DataFrame]) -> FixedWindows:
         from flows.engine.state import FixedWindows
 
         return FixedWindows(spec, held)
@@ -266,7 +266,7 @@ class SessionWindow:
         """Closed sessions with their end, ``last_ts + gap``."""
         return rows.with_columns((pl.col(LAST_TS) + self.gap_ms).alias(WINDOW_END))
 
-    def open_state(self, spec: WindowSpec, held: pl.DataFrame | None) -> Sessions:
+    def open_state(self, spec: WindowSpec, held: Sequence[pl.DataFrame]) -> Sessions:
         from flows.engine.state import Sessions
 
         return Sessions(spec, held)

@@ -1,0 +1,88 @@
+"""CPU-seconds per million events of flows.dmp: every analytic, trends alone, Kafka in and out.
+
+    .venv/bin/python bench/pipeline_cost.py                       # 2M events, 5 shuffled rounds
+    .venv/bin/python bench/pipeline_cost.py --rounds 3 --variants default trends
+
+Each variant runs ``python -m bytewax.run flows.dmp`` (one worker, files
+out to a scratch directory, monitoring at its default) as a child process
+over the same JSON Lines file of simulated events, and over a 1,000-event
+file for the start-up cost; the variants run in a shuffled order each round.
+Measured: user+sys CPU-seconds of the whole process tree (``RUSAGE_CHILDREN``
+around each run), reported per million events and *marginal* per million
+events (the 2M run's CPU minus the 1k run's, per million of the difference:
+start-up left out). Prints the medians, side by side, from this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.make_events import ensure_events  # noqa: E402
+
+VARIANTS = {
+    "default": {},
+    "trends": {"DMP_ANALYTICS": "trends"},
+}
+
+
+def cpu_run(settings: dict[str, str], path: Path) -> tuple[float, float]:
+    """(CPU-seconds, wall seconds) of one flows.dmp run over ``path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DMP_", "BYTEWAX_"))}
+    with tempfile.TemporaryDirectory(prefix="cost-") as out:
+        env.update({"DMP_SOURCE": "file", "DMP_INPUT": str(path), "DMP_OUT_DIR": out, "DMP_SUMMARY": "false",
+                    **settings})
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "bytewax.run", "flows.dmp"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        sys.exit(f"flows.dmp failed ({done.returncode}): {done.stderr[-2000:]}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--set", action="append", default=[], metavar="DMP_X=value", help="extra settings for all")
+    args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.set)
+    data = ROOT / "bench" / "data"
+    big = ensure_events(data / f"events-{args.events}.jsonl", args.events)
+    small = ensure_events(data / "events-1000.jsonl", 1_000)
+    runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for round_ in range(args.rounds):
+        order = [(v, size) for v in args.variants for size in ("big", "small")]
+        random.shuffle(order)
+        for variant, size in order:
+            cpu, wall = cpu_run({**VARIANTS[variant], **extra}, big if size == "big" else small)
+            runs.setdefault((variant, size), []).append((cpu, wall))
+        print(f"  round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+    print(f"input: {big.name} ({args.events:,} events), one worker, median of {args.rounds} shuffled rounds")
+    print(f"  {'variant':<10} {'CPU-s':>8} {'CPU-s/1M':>9} {'marginal/1M':>12} {'wall s':>8} {'events/s':>10}")
+    for variant in args.variants:
+        cpu = statistics.median(c for c, _ in runs[(variant, "big")])
+        wall = statistics.median(w for _, w in runs[(variant, "big")])
+        base = statistics.median(c for c, _ in runs[(variant, "small")])
+        marginal = (cpu - base) / (args.events - 1_000) * 1e6
+        print(f"  {variant:<10} {cpu:>8.2f} {cpu / args.events * 1e6:>9.2f} {marginal:>12.2f} {wall:>8.2f} "
+              f"{args.events / wall:>10,.0f}")
+
+
+if __name__ == "__main__":
+    main()
