@@ -418,4 +418,4 @@ def test_state_is_one_partial_aggregate_per_open_window_and_key_and_closed_windo
     assert pl.concat(shard.snapshot().open)["window_start"].unique().to_list() == [2 * MINUTE]  # two windows gone
     gather = WindowGather(COUNT, shards=1, resume=None)
     gather.on_batch([("closed", key, ClosedWindows(held, 2 * MINUTE))])
-    assert gather.snapshot().pending["window_start"].unique().to_list() == [2 * MINUTE]
+    assert pl.concat(gather.snapshot().pending)["window_start"].unique().to_list() == [2 * MINUTE]
