@@ -195,8 +195,9 @@ class Probe:
             shard_bytes=shard_bytes,
             gather_rows=sum(frame.height for frame in gathered),
             gather_bytes=sum(frame.estimated_size() for frame in gathered),
-            dedup_rows=sum(frame.height for frame in seen),
-            dedup_bytes=sum(frame.estimated_size() for frame in seen),
+            dedup_rows=sum(ids.size for ids in seen),
+            dedup_bytes=sum(g.ids.estimated_size() + g.hashes.nbytes + g.times.nbytes
+                            for ids in seen for g in ids.generations),
             snapshot_bytes=snapshot_bytes,
             rss_bytes=rss_bytes(),
             closed=dict(self.closed),

@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
+from flows.engine.dedup import SeenIds
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, SEQ, EventBatch, StampedBatch
 from flows.engine.screen import Screen, ScreenState
-
-_SEEN_SCHEMA = {"event_id": pl.String, "ts": pl.Int64}
 
 
 @dataclass
@@ -43,7 +42,7 @@ class PartitionClock:
 
     max_ts: int | None = None
     ended: bool = False
-    seen: pl.DataFrame | None = None
+    seen: SeenIds | None = None
     unplaced: int = 0
     """Dead letters that arrived before the partition's first event (no time to count them at yet)."""
     decoded: int = 0
@@ -68,60 +67,6 @@ def stamp(events: pl.DataFrame, max_ts: int | None, lateness_ms: int) -> tuple[p
         batch_max = events["ts"].max()
         max_ts = batch_max if max_ts is None else max(max_ts, batch_max)  # type: ignore[type-var]
     return stamped, max_ts
-
-
-def deduplicate(
-    stamped: pl.DataFrame, seen: pl.DataFrame | None, horizon_ms: int, lateness_ms: int, max_ts: int | None
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(kept events, duplicates, ids to remember) for one stamped batch of one partition.
-
-    An event is a duplicate when an earlier event of its partition had the
-    same ``event_id`` and a time no older than ``horizon_ms`` before the
-    newest time the partition had delivered when the event arrived (its
-    ``watermark`` plus the lateness). That depends only on earlier events,
-    so it is the same whatever the batching. ``seen`` holds ``event_id`` and
-    ``ts`` of earlier events inside the horizon; ``max_ts`` is the
-    partition's newest time after this batch.
-
-    >>> events = pl.DataFrame({"event_id": ["a", "b", "a", None, None], "ts": [1, 2, 3, 4, 5],
-    ...                        "watermark": [0, 1, 2, 3, 4]})
-    >>> kept, dups, seen = deduplicate(events, pl.DataFrame({"event_id": ["b"], "ts": [0]}), 100, 0, 5)
-    >>> kept["ts"].to_list(), dups["ts"].to_list(), sorted(seen["event_id"].to_list())
-    ([1, 4, 5], [2, 3], ['a', 'a', 'b', 'b'])
-    """
-    ids = stamped["event_id"]
-    known = seen is not None and seen.height > 0
-    nulls = ids.null_count()
-    # Cheap checks first: most batches repeat no id at all (n_unique counts null once).
-    repeats = ids.n_unique() - (1 if nulls else 0) < ids.len() - nulls
-    if not repeats and known:
-        repeats = bool(ids.is_in(seen["event_id"].implode()).any())  # type: ignore[index]
-    mask = _duplicates(stamped, seen if known else None, horizon_ms - lateness_ms) if repeats else None
-    if mask is not None and mask.any():
-        duplicates, kept = stamped[mask.arg_true()], stamped[(~mask).arg_true()]
-    else:
-        duplicates, kept = stamped.clear(), stamped
-    fresh = stamped.select(_SEEN_SCHEMA.keys())
-    fresh = fresh[ids.is_not_null().arg_true()] if ids.null_count() else fresh
-    remembered = pl.concat([seen, fresh], how="vertical") if known else fresh
-    if max_ts is not None and remembered.height:
-        oldest = remembered["ts"].min()
-        if oldest is not None and oldest < max_ts - horizon_ms:
-            remembered = remembered[(remembered["ts"] >= max_ts - horizon_ms).arg_true()]
-    return kept, duplicates, remembered
-
-
-def _duplicates(stamped: pl.DataFrame, seen: pl.DataFrame | None, reach_ms: int) -> pl.Series:
-    """Which rows repeat an id seen earlier within the horizon (``reach_ms``: horizon - lateness)."""
-    frame = stamped.select("event_id", "ts", "watermark")
-    earlier = pl.col("ts").cum_max().shift(1).over("event_id")  # newest earlier time of the id, in batch
-    if seen is not None:
-        ids = frame["event_id"].unique().implode()
-        before = seen.filter(pl.col("event_id").is_in(ids)).group_by("event_id").agg(pl.col("ts").max().alias("_seen"))
-        frame = frame.join(before, on="event_id", how="left", maintain_order="left")
-        earlier = pl.max_horizontal(earlier, pl.col("_seen"))
-    duplicate = pl.col("event_id").is_not_null() & (earlier >= pl.col("watermark") - reach_ms).fill_null(False)
-    return frame.select(duplicate.alias("dup"))["dup"]
 
 
 class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionClock]):
@@ -151,9 +96,8 @@ class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionC
             events, clock.max_ts = stamp(events, clock.max_ts, self.lateness_ms)
             duplicates = None
             if self.horizon is not None and "event_id" in events.columns and events.height:
-                events, duplicates, clock.seen = deduplicate(
-                    events, clock.seen, self.horizon, self.lateness_ms, clock.max_ts
-                )
+                clock.seen = clock.seen if clock.seen is not None else SeenIds()
+                events, duplicates = clock.seen.deduplicate(events, self.horizon, self.lateness_ms, clock.max_ts)
             clock.ended = clock.ended or batch.last
             dead_letters = clock.unplaced + batch.dead_letters
             clock.unplaced = dead_letters if clock.max_ts is None else 0
@@ -189,5 +133,6 @@ class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionC
 
     def snapshot(self) -> PartitionClock:
         clock = self.clock
-        return PartitionClock(clock.max_ts, clock.ended, clock.seen, clock.unplaced, clock.decoded,
+        seen = clock.seen.copy() if clock.seen is not None else None
+        return PartitionClock(clock.max_ts, clock.ended, seen, clock.unplaced, clock.decoded,
                               ScreenState(clock.screened.newest, clock.screened.held), clock.partition)
