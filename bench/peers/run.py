@@ -113,8 +113,9 @@ def tail(log: Path, lines: int = 15) -> str:
     return "\n".join("    " + line for line in log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def measure(systems: list[System], sizes: dict[int, Path], rounds: int, order: random.Random) -> dict[str, Tally]:
-    tallies = {system.key: Tally() for system in systems}
+def measure(systems: list[System], sizes: dict[int, Path], rounds: int, order: random.Random,
+            tallies: dict[str, Tally]) -> None:
+    """Run the rounds, adding to ``tallies``; after each round print the table so far (an interrupted run keeps it)."""
     big = max(sizes)
     reference: results.Rows | None = None
     pending: list[tuple[str, results.Rows]] = []  # big runs waiting for flows.dmp's rows
@@ -151,7 +152,10 @@ def measure(systems: list[System], sizes: dict[int, Path], rounds: int, order: r
                     pending.clear()
                     line += f"  rows: {describe(tally.checks[-1])}"
             print(line, flush=True)
-    return tallies
+        print(f"  after round {number}/{rounds}:")
+        for row in table(systems, tallies, sizes):
+            print("    " + row)
+        print(flush=True)
 
 
 def describe(check: results.Check) -> str:
@@ -189,7 +193,7 @@ def table(systems: list[System], tallies: dict[str, Tally], sizes: dict[int, Pat
     for system in systems:
         tally = tallies[system.key]
         if big not in tally.usages or small not in tally.usages:
-            rows.append([system.label, "failed", *[""] * (len(header) - 2)])
+            rows.append([system.label, "no runs", *[""] * (len(header) - 2)])
             continue
         wall, cpu = tally.median(big, "wall_s"), tally.median(big, "cpu_s")
         small_wall, small_cpu = tally.median(small, "wall_s"), tally.median(small, "cpu_s")
@@ -255,8 +259,13 @@ def main() -> None:
     print(f"peer benchmark, {when}: {args.rounds} rounds (shuffled, seed {seed}), medians; "
           f"python bench/peers/run.py --systems {args.systems} --events {args.events} --rounds {args.rounds}",
           flush=True)
-    tallies = measure(systems, sizes, args.rounds, random.Random(seed))
+    tallies = {system.key: Tally() for system in systems}
+    try:
+        measure(systems, sizes, args.rounds, random.Random(seed), tallies)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the table below has the runs done so far")
     speed_after = calibrate()
+    rounds = min((len(usages) for tally in tallies.values() for usages in tally.usages.values()), default=0)
 
     big_path = sizes[args.events]
     print()
@@ -265,7 +274,7 @@ def main() -> None:
           f"median {statistics.median(loads):.1f}, max {max(loads):.1f}; a fixed Python loop took "
           f"{speed_before:.2f} CPU-s before the rounds, {speed_after:.2f} after (other work on the machine slows both)")
     print(f"input: {big_path.relative_to(ROOT)} ({args.events:,} events, {big_path.stat().st_size / 1e6:,.0f} MB) "
-          f"and {args.small:,} events for start-up; {args.rounds} shuffled rounds, medians")
+          f"and {args.small:,} events for start-up; {rounds} shuffled rounds (of {args.rounds}), medians")
     print("query: per product, tumbling 1-min event-time windows (views, carts, removes, purchases, units, revenue) "
           "+ top 10 per window; watermark = max event time - 30 s")
     for system in systems:
