@@ -141,14 +141,20 @@ def run_tree(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, keep
         process = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
     peak, samples, members = 0, 0, {process.pid}
-    while process.poll() is None:
-        if samples % RESCAN == 0:  # the tree rarely changes; scanning /proc costs ~3 ms
-            members = _measured(process.pid, set(keep))
-        peak = max(peak, _rss_bytes(members))
-        samples += 1
-        if time.perf_counter() - started > timeout_s:
-            process.kill()
-        time.sleep(SAMPLE_S)
+    try:
+        while process.poll() is None:
+            if samples % RESCAN == 0:  # the tree rarely changes; scanning /proc costs ~3 ms
+                members = _measured(process.pid, set(keep))
+            peak = max(peak, _rss_bytes(members))
+            samples += 1
+            if time.perf_counter() - started > timeout_s:
+                process.kill()
+            time.sleep(SAMPLE_S)
+    except BaseException:  # interrupted: leave no part of the tree running
+        process.kill()
+        process.wait()
+        _reap_leftovers(set(keep), grace_s=2.0)
+        raise
     wall = time.perf_counter() - started
     leftovers = _measured(process.pid, set(keep))  # what outlived the main process still counts
     if leftovers:

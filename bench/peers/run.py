@@ -26,6 +26,7 @@ import argparse
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -115,7 +116,11 @@ def tail(log: Path, lines: int = 15) -> str:
 
 def measure(systems: list[System], sizes: dict[int, Path], rounds: int, order: random.Random,
             tallies: dict[str, Tally]) -> None:
-    """Run the rounds, adding to ``tallies``; after each round print the table so far (an interrupted run keeps it)."""
+    """Run the rounds, adding to ``tallies``; after each round print the table so far.
+
+    An interrupt (Ctrl-C, SIGTERM) ends the current run's whole tree and
+    leaves ``tallies`` with the runs finished so far.
+    """
     big = max(sizes)
     reference: results.Rows | None = None
     pending: list[tuple[str, results.Rows]] = []  # big runs waiting for flows.dmp's rows
@@ -249,6 +254,10 @@ def main() -> None:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
 
     become_subreaper()
+    # Ctrl-C or a SIGTERM ends the rounds but still prints the table; a shell that starts the
+    # driver in the background leaves SIGINT ignored, so both are set here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.perf_counter()
     speed_before = calibrate()
     sizes = {count: ensure_events(DATA / f"events-{count}.jsonl", count) for count in (args.events, args.small)}
@@ -263,15 +272,16 @@ def main() -> None:
     try:
         measure(systems, sizes, args.rounds, random.Random(seed), tallies)
     except KeyboardInterrupt:
-        print("\ninterrupted: the table below has the runs done so far")
+        print("\ninterrupted: the table below has the runs done so far", flush=True)
     speed_after = calibrate()
     rounds = min((len(usages) for tally in tallies.values() for usages in tally.usages.values()), default=0)
 
     big_path = sizes[args.events]
     print()
     print(f"peer benchmark, {when}, commit {commit()}")
+    load = f"median {statistics.median(loads):.1f}, max {max(loads):.1f}" if loads else "no runs"
     print(f"machine: {machine()}; Python {platform.python_version()}; load average (1 min) as runs started: "
-          f"median {statistics.median(loads):.1f}, max {max(loads):.1f}; a fixed Python loop took "
+          f"{load}; a fixed Python loop took "
           f"{speed_before:.2f} CPU-s before the rounds, {speed_after:.2f} after (other work on the machine slows both)")
     print(f"input: {big_path.relative_to(ROOT)} ({args.events:,} events, {big_path.stat().st_size / 1e6:,.0f} MB) "
           f"and {args.small:,} events for start-up; {rounds} shuffled rounds (of {args.rounds}), medians")
