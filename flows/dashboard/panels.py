@@ -345,7 +345,8 @@ def markdown_table() -> str:
     """The README's endpoint table, generated from :data:`ENDPOINTS`."""
     rows = ["| Endpoint | Parameters | Streams | Returns |", "| --- | --- | --- | --- |"]
     for e in ENDPOINTS:
-        params = "; ".join(f"`{p.name}`: {p.help}" + (" (required)" if p.default is REQUIRED else "")
+        params = "; ".join(f"`{p.name}`: {p.help}" + (" (required)" if p.default is REQUIRED else
+                                                        f", default `{p.default}`" if p.default is not None else "")
                            for p in e.params) or "none"
         rows.append(f"| `GET {e.path}` | {params} | {', '.join(f'`{n}`' for n in e.streams)} | {e.summary} |")
     return "\n".join(rows)
