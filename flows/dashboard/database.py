@@ -23,7 +23,7 @@ import math
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -164,7 +164,7 @@ def _same(value: Any) -> Any:
     return value
 
 
-_SQLITE = {
+_SQLITE: dict[str, Callable[[Any], Any]] = {
     "float": _finite,
     "bool": bool,
     "money": lambda micros: micros / MICROS,  # int / int: correctly rounded, the same float JSON Lines hold
@@ -302,12 +302,14 @@ def shown(url: str) -> str:
 
     >>> shown("postgresql://dmp:s3cret@db:5432/dmp")
     'postgresql://dmp:***@db:5432/dmp'
+    >>> shown("postgresql://db/dmp?user=dmp&password=s3cret&sslmode=require")
+    'postgresql://db/dmp?user=dmp&password=***&sslmode=require'
     """
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+    if parts.password is not None:
+        parts = parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}")
+    query = re.sub(r"(?i)(^|&)(password|sslpassword)=[^&]*", r"\1\2=***", parts.query)
+    return urlunsplit(parts._replace(query=query))
 
 
 def open_database(url: str) -> Database:

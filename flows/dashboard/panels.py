@@ -182,28 +182,31 @@ def timeseries(s: Session, p: dict[str, Any]) -> dict[str, Any]:
     if panel["message"]:
         return panel
     t = TIMESERIES
+    # A series has a row in every bucket from its first on, so the latest buckets of the table hold its
+    # latest points: a range of the leading key column, however rare the series asked for.
+    recent = _recent(s, t, "bucket_start", p["buckets"])
+    if not recent:
+        return panel | {"message": "no timeseries rows yet: a bucket appears when it closes"}
+    found = s.rows(f"SELECT DISTINCT {t.col('category')} FROM {t.name} WHERE {t.col('bucket_start')} = ? "
+                   f"AND {t.col('metric')} = ?", (_at(s, t, "bucket_start", recent[0]), p["metric"]),
+                   [("category", TEXT)])
+    panel["categories"] = sorted((r["category"] for r in found), key=lambda c: (c != "*", c))
     fields = t.select(*(c for c in t.stream.column_names if c not in ("metric", "category")))
-    points = s.rows(f"SELECT {fields.sql} FROM {t.name} WHERE {t.col('metric')} = ? AND {t.col('category')} = ? "
-                    f"ORDER BY {t.col('bucket_start')} DESC LIMIT ?",
-                    (p["metric"], p["category"], p["buckets"]), fields.fields)
-    panel["points"] = points[::-1]
-    latest = _latest(s, t, "bucket_start")
-    if latest is not None:
-        found = s.rows(f"SELECT DISTINCT {t.col('category')} FROM {t.name} WHERE {t.col('bucket_start')} = ? "
-                       f"AND {t.col('metric')} = ?", (_at(s, t, "bucket_start", latest), p["metric"]),
-                       [("category", TEXT)])
-        panel["categories"] = sorted((r["category"] for r in found), key=lambda c: (c != "*", c))
+    panel["points"] = s.rows(
+        f"SELECT {fields.sql} FROM {t.name} WHERE {t.col('bucket_start')} >= ? AND {t.col('metric')} = ? "
+        f"AND {t.col('category')} = ? ORDER BY {t.col('bucket_start')}",
+        (_at(s, t, "bucket_start", recent[-1]), p["metric"], p["category"]), fields.fields)
+    points = panel["points"]
     if not points:
-        panel["message"] = (f"no {p['metric']} series for category {p['category']} yet" if latest is not None
-                            else "no timeseries rows yet: a bucket appears when it closes")
-        return panel
+        return panel | {"message": f"no {p['metric']} series for category {p['category']} in the latest "
+                                   f"{len(recent)} buckets"}
     if absent(s, ANOMALIES) is None:
         a = ANOMALIES
         marks = a.select(*(c for c in a.stream.column_names if c not in ("metric", "category")))
         panel["anomalies"] = s.rows(
             f"SELECT {marks.sql} FROM {a.name} WHERE {a.col('bucket_start')} >= ? AND {a.col('metric')} = ? "
             f"AND {a.col('category')} = ? ORDER BY {a.col('bucket_start')}",
-            (_at(s, a, "bucket_start", points[-1]["bucket_start"]), p["metric"], p["category"]), marks.fields)
+            (_at(s, a, "bucket_start", points[0]["bucket_start"]), p["metric"], p["category"]), marks.fields)
     return panel
 
 

@@ -157,14 +157,14 @@ class LiveWriter:
     ``frames`` are every stream's typed rows (``read_stream``). :meth:`advance_to` writes the rows
     released after the previous call and by event time ``t`` (see :data:`RELEASED_AT`); dead letters
     go first, and monitoring rows (the wall clock of the original run) are spread, in order, over the
-    run's event-time span.
+    span of its trend windows.
     """
 
     def __init__(self, url: str, frames: Mapping[str, pl.DataFrame]):
         self.url = url
-        timed = {n: f for n, f in frames.items() if f.height and n in RELEASED_AT}
-        self.first = min(f[RELEASED_AT[n]].min() for n, f in timed.items())
-        self.last = max(f[RELEASED_AT[n]].max() for n, f in timed.items())
+        # Monitoring is spread over the run's windows (the span its intervals covered).
+        windows = frames["trends"][RELEASED_AT["trends"]]
+        self.first, self.last = windows.min(), windows.max()
         self.pending = {n: f.with_columns(self._release(n, f).alias("_released")) for n, f in frames.items()
                         if f.height}
         self.at: datetime | None = None

@@ -89,7 +89,7 @@ def test_a_series_shows_only_the_anomalies_of_its_buckets(known):
 def test_a_series_not_there_says_so(known):
     answer = get(known, "/api/timeseries?metric=views")
     assert (answer["message"], answer["points"], answer["categories"]) == (
-        "no views series for category * yet", [], [])
+        "no views series for category * in the latest 2 buckets", [], [])
 
 
 def test_the_latest_anomalies_of_every_series_newest_first(known):
