@@ -61,10 +61,10 @@ def _at(s: Session, table: Table, column: str, iso: str) -> Any:
     return s.time(instant(iso), table.kind(column))
 
 
-def _recent(s: Session, table: Table, column: str, n: int, where: str = "", params: tuple = ()) -> list[Any]:
+def _recent(s: Session, table: Table, column: str, n: int) -> list[Any]:
     """The ``n`` latest distinct values of a (leading key) column, latest first."""
     col = table.col(column)
-    found = s.rows(f"SELECT DISTINCT {col} FROM {table.name} {where} ORDER BY {col} DESC LIMIT ?", (*params, n),
+    found = s.rows(f"SELECT DISTINCT {col} FROM {table.name} ORDER BY {col} DESC LIMIT ?", (n,),
                    [(column, table.kind(column))])
     return [row[column] for row in found]
 
