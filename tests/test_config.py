@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.dashboard.settings import DashboardSettings
 from flows.engine.config import KafkaSettings, Settings, SimSettings, declared, groups, markdown_table
 from flows.engine.errors import ConfigError
 from flows.engine.setting import duration
@@ -98,8 +99,11 @@ def test_every_variable_is_read():
         "DMP_MONITOR_INTERVAL": "0",
         "DMP_SIM_ANOMALIES": "true",
         "DMP_SIM_ANOMALY_AFTER": "2d",
+        "DMP_DASHBOARD_HOST": "0.0.0.0",
+        "DMP_DASHBOARD_PORT": "9050",
     }
     assert {s.env for s in declared()} == set(env)
+    assert DashboardSettings.read(env) == DashboardSettings(host="0.0.0.0", port=9050)
     s = Settings.from_env(env)
     assert (s.source, s.input, s.input_format, s.out_dir, s.out_format) == (
         "file", "data/*.jsonl", "csv", Path("/tmp/x"), "parquet")
@@ -218,7 +222,8 @@ def test_the_readme_table_lists_every_variable():
 
 def test_every_default_parses_to_the_value_the_settings_hold():
     settings = Settings()
-    holders = {Settings: settings, SimSettings: settings.sim, KafkaSettings: settings.kafka}
+    holders = {Settings: settings, SimSettings: settings.sim, KafkaSettings: settings.kafka,
+               DashboardSettings: DashboardSettings()}  # the dashboard's own: no flow holds it
     for group in groups():
         holder = holders.get(group) or settings.group(group)
         for declared_setting in group.declared():

@@ -52,7 +52,7 @@ DEV_ONLY = "dmp-dev-only"
 # The manifests use them already; flows.engine.config does not know them yet.
 # Delete each one here when the code declares it, and these checks then hold
 # it to the code like every other setting.
-PENDING_SETTINGS = {"DMP_DB_URL", "DMP_DASHBOARD_HOST", "DMP_DASHBOARD_PORT"}
+PENDING_SETTINGS = {"DMP_DB_URL"}
 PENDING_SINK_KINDS = {"db"}
 # The platform's own metrics (histograms also expose _bucket, _sum, _count);
 # Bytewax's are bytewax_*; `up` is Prometheus' own per-target series.

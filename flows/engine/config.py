@@ -380,8 +380,11 @@ def _env_of(group: type[Group], attr: str) -> str:
 
 
 def groups() -> tuple[type[Group], ...]:
-    """Every settings group, in the README's order: the engine's, each analytic's, Kafka's, the simulator's."""
-    return (Settings, *_analytic_groups(), KafkaSettings, SimSettings)
+    """Every settings group, in the README's order: the engine's, each analytic's, Kafka's, the simulator's,
+    the dashboard's (``python -m flows.dashboard``: not a flow's, but a flow beside it knows its names)."""
+    from flows.dashboard.settings import DashboardSettings
+
+    return (Settings, *_analytic_groups(), KafkaSettings, SimSettings, DashboardSettings)
 
 
 def declared() -> list[Setting]:
