@@ -108,16 +108,17 @@ class Brokers:
     def log(self, level: int, fmt: str, *args: Any) -> None:
         """librdkafka's log lines (``logger``): kept, not printed; :meth:`tick` sums them up."""
         if level >= logging.WARNING:
-            self._heard_of(_text(fmt % args))
+            self.heard_of(_text(fmt % args))
 
     def error(self, error: KafkaError) -> None:
         """librdkafka's errors (``error_cb``); "all brokers down" says less than the error before it."""
         if error.fatal():
             self.fatal = error.str()
         if error.code() != KafkaError._ALL_BROKERS_DOWN:
-            self._heard_of(_text(error.str()))
+            self.heard_of(_text(error.str()))
 
-    def _heard_of(self, text: str) -> None:
+    def heard_of(self, text: str) -> None:
+        """A client message: kept as the last error, counted, and summed up by :meth:`tick`."""
         with self._lock:
             self.last_error = text
             self._unsaid += 1

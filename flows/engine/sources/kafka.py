@@ -311,8 +311,8 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaPosition]):
             elif error.fatal():
                 msg = f"Kafka partition {self.name}: {error}"
                 raise SourceError(msg)
-            else:
-                log.warning("Kafka partition %s: %s (retrying)", self.name, error)
+            else:  # librdkafka retries; an error on every poll must not become a line on every poll
+                self.source.brokers.heard_of(f"partition {self.name}: {error.str()} (retrying)")
         return kept, ended
 
     def snapshot(self) -> KafkaPosition:
