@@ -211,11 +211,22 @@ class Silence:
         self.heard_at = max(self.heard_at, self.brokers.clock())
 
     def statistics(self, text: str) -> None:
-        """librdkafka's statistics: ``rxidle`` is how long ago each broker connection last received."""
-        idle = [broker["rxidle"] for broker in json.loads(text).get("brokers", {}).values()
+        """librdkafka's statistics: ``rxidle`` is how long before ``ts`` each broker connection last received.
+
+        A client polled seldom gets its statistics late, so they count from
+        when they were made (``ts``, librdkafka's monotonic clock, which is
+        Python's on Linux), not from when they are read.
+        """
+        stats = json.loads(text)
+        idle = [broker["rxidle"] for broker in stats.get("brokers", {}).values()
                 if broker.get("nodeid", -1) >= 0 and broker.get("rxidle", -1) >= 0]
-        if idle:
-            self.heard(self.brokers.clock() - min(idle) / 1e6)
+        if not idle:
+            return
+        now = self.brokers.clock()
+        made = stats.get("ts", 0) / 1e6
+        if not 0 <= now - made < 600:  # another clock after all: take them as fresh
+            made = now
+        self.heard(made - min(idle) / 1e6)
 
     @property
     def seconds(self) -> float:
