@@ -1,7 +1,9 @@
-"""Fixtures: a real Kafka-protocol broker for the session, topics with unique names."""
+"""Fixtures: a real Kafka-protocol broker for the session, topics with unique names, brokers of one's own."""
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +31,23 @@ def topic_factory(kafka_broker: LocalBroker) -> Callable[..., str]:
         return kafka_broker.create_topic(f"{prefix}-{uuid.uuid4().hex[:10]}", partitions)
 
     return make
+
+
+@pytest.fixture
+def broker_factory(tmp_path) -> Iterator[Callable[[], LocalBroker]]:
+    """Brokers a test may freeze or kill (not the session's): ``broker_factory()`` -> a started one."""
+    started: list[LocalBroker] = []
+
+    def make() -> LocalBroker:
+        broker = LocalBroker(log_path=tmp_path / f"tansu-{len(started)}.log").start()
+        started.append(broker)
+        return broker
+
+    yield make
+    for broker in started:
+        if broker.process is not None and broker.process.poll() is None:
+            os.kill(broker.process.pid, signal.SIGCONT)  # a frozen broker cannot stop
+        broker.stop()
 
 
 @dataclass(frozen=True)

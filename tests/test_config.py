@@ -80,6 +80,10 @@ def test_every_variable_is_read():
         "DMP_KAFKA_BATCH_MESSAGES": "1000",
         "DMP_KAFKA_OUTPUT_PREFIX": "shop.",
         "DMP_KAFKA_OUTPUT_PARTITIONS": "6",
+        "DMP_KAFKA_CONNECT_TIMEOUT": "10s",
+        "DMP_KAFKA_UNAVAILABLE_TIMEOUT": "5m",
+        "DMP_KAFKA_ON_MISSING_OFFSET": "earliest",
+        "DMP_KAFKA_MESSAGE_MAX_BYTES": "2000000",
         "DMP_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "DMP_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "DMP_KAFKA_SASL_USERNAME": "dmp",
@@ -129,6 +133,8 @@ def test_every_variable_is_read():
     assert (kafka.topic, kafka.start, kafka.bounded, kafka.end_offsets, kafka.batch_messages) == (
         "shop.events", "latest", True, ((0, 40), (1, 50)), 1000)
     assert (kafka.output_prefix, kafka.output_partitions) == ("shop.", 6)
+    assert (kafka.connect_timeout_ms, kafka.unavailable_timeout_ms, kafka.on_missing_offset, kafka.message_max_bytes) == (
+        10_000, 300_000, "earliest", 2_000_000)
     assert kafka.client_config() == {
         "bootstrap.servers": "k1:9092,k2:9092",
         "security.protocol": "SASL_SSL",

