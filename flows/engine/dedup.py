@@ -10,15 +10,16 @@ partition had delivered when the event arrived (its ``watermark`` plus the
 lateness). That depends only on earlier events, so it is the same whatever
 the batching; events without an ``event_id`` are never duplicates.
 
-Cost: a batch is checked against what is remembered without touching all of
-it. Ids are kept as *generations*, one per batch (merged when they pile up),
-each sorted by a 64-bit hash of the id with the newest time of each id; a
-batch's hashes are looked up with a binary search in each generation
-(``numpy.searchsorted``: no hash table is built per batch, as ``is_in`` over
-everything remembered would), and only hits are compared as text, so a hash
-collision can never make a duplicate. A generation leaves once all its ids
-are older than the horizon. Snapshots keep the ids and times, not the
-hashes (Polars' hash may change between versions): a resumed run hashes again.
+Cost: a batch is checked against everything remembered without building a
+hash table of it, as ``is_in`` over an hour of ids would, per batch. What is
+remembered is one sorted index of 64-bit id hashes (with each entry's time
+and where its id is kept); a batch's hashes, sorted, are found in it with
+one binary search and inserted with one merge (``numpy``: memory moves, no
+Python per id). Only hash hits are compared as text, so a collision never
+makes a duplicate. Ids are kept per batch (a *generation*), which leaves as a
+whole once every id in it is older than the horizon. Snapshots keep the ids
+and times, not the hashes (Polars' hash may change between versions): a
+resumed run hashes them again.
 
 >>> seen = SeenIds()
 >>> events = pl.DataFrame({"event_id": ["a", "b", "a", None, None], "ts": [1, 2, 3, 4, 5],
@@ -31,73 +32,72 @@ hashes (Polars' hash may change between versions): a resumed run hashes again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-_MERGE_AFTER = 8  # generations before the oldest are merged into one
 _SEED = 0x5EED
+_NEVER = np.iinfo(np.int64).min
 
 
 @dataclass
 class _Generation:
-    """Distinct ids of some batches, sorted by hash, with each id's newest time."""
+    """The ids of one batch (in batch order) and their times; ``newest`` is the largest."""
 
-    hashes: np.ndarray  # uint64, sorted
-    times: np.ndarray  # int64, aligned
-    ids: pl.Series  # String, aligned
+    ids: pl.Series
+    times: np.ndarray
     newest: int
 
-    @classmethod
-    def of(cls, ids: pl.Series, times: np.ndarray) -> _Generation:
-        """A generation of (id, time) pairs, ids possibly repeated (each keeps its newest time)."""
-        frame = pl.DataFrame({"id": ids, "ts": times}).group_by("id").agg(pl.col("ts").max())
-        hashes = frame["id"].hash(_SEED).to_numpy()
-        order = np.argsort(hashes, kind="stable")
-        ts = frame["ts"].to_numpy()[order]
-        return cls(hashes[order], ts, frame["id"].gather(order), int(ts.max()) if ts.size else -(2**62))
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"ids": self.ids, "times": self.times}  # hashes are computed again when resumed
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        again = _Generation.of(state["ids"], state["times"])
-        self.__dict__.update(again.__dict__)
-
-
+@dataclass
 class SeenIds:
     """The ids one partition delivered within the horizon; see the module docstring."""
 
-    def __init__(self) -> None:
-        self.generations: list[_Generation] = []
+    generations: dict[int, _Generation] = field(default_factory=dict)
+    next_generation: int = 0
+    # The index, sorted by hash: each entry's hash, time, generation and row in it.
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    generation: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def size(self) -> int:
-        return sum(g.hashes.size for g in self.generations)
+        return int(self.hashes.size)
 
     def copy(self) -> SeenIds:
-        other = SeenIds()
-        other.generations = list(self.generations)  # generations never change once made
-        return other
+        """A snapshot (the arrays are replaced, never changed in place, so sharing them is safe)."""
+        return SeenIds(dict(self.generations), self.next_generation, self.hashes, self.times, self.generation,
+                       self.row)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"generations": self.generations, "next_generation": self.next_generation}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+        self.next_generation = state["next_generation"]
+        for number, generation in sorted(state["generations"].items()):
+            self._insert(number, generation, generation.ids.hash(_SEED).to_numpy())
 
     def deduplicate(self, stamped: pl.DataFrame, horizon_ms: int, lateness_ms: int, max_ts: int | None
                     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(kept events, duplicates) of one stamped batch; remembers its ids. ``max_ts``: the partition's
         newest time after the batch."""
         present = stamped["event_id"].is_not_null()
-        rows = np.flatnonzero(present.to_numpy()) if present.null_count() or not present.all() else None
+        rows = None if present.all() else np.flatnonzero(present.to_numpy())
         with_id = stamped if rows is None else stamped[rows]
         if not with_id.height:
             return stamped, stamped.clear()
         ids, ts = with_id["event_id"], with_id["ts"].to_numpy()
         hashes = ids.hash(_SEED).to_numpy()
-        earlier = self._earlier(ids, hashes)  # newest earlier time of each id, remembered (or None: -inf)
-        earlier = np.maximum(earlier, _earlier_in_batch(ids, hashes, ts))
-        reach = with_id["watermark"].to_numpy() + lateness_ms - horizon_ms
-        duplicate = earlier >= reach
-        self._remember(ids, ts, horizon_ms, max_ts)
+        order = np.argsort(hashes, kind="stable")
+        sorted_hashes = hashes[order]
+        earlier = np.maximum(self._earlier(ids, order, sorted_hashes),
+                             _earlier_in_batch(ids, order, sorted_hashes, ts))
+        duplicate = earlier >= with_id["watermark"].to_numpy() + lateness_ms - horizon_ms
+        self._remember(ids, ts, hashes, horizon_ms, max_ts)
         if not duplicate.any():
             return stamped, stamped.clear()
         positions = np.flatnonzero(duplicate) if rows is None else rows[duplicate]
@@ -105,51 +105,73 @@ class SeenIds:
         mask[positions] = True
         return stamped.filter(pl.Series(~mask)), stamped.filter(pl.Series(mask))
 
-    def _earlier(self, ids: pl.Series, hashes: np.ndarray) -> np.ndarray:
-        """The newest remembered time of each id (a very old time where none)."""
-        earlier = np.full(hashes.size, np.iinfo(np.int64).min, dtype=np.int64)
-        for generation in self.generations:
-            found = np.searchsorted(generation.hashes, hashes)
-            inside = found < generation.hashes.size
-            hit = np.zeros(hashes.size, dtype=bool)
-            hit[inside] = generation.hashes[found[inside]] == hashes[inside]
-            if not hit.any():
-                continue
-            where = np.flatnonzero(hit)
-            same = (generation.ids.gather(found[where]) == ids.gather(where)).to_numpy()  # hashes are not proof
-            where = where[same]
-            earlier[where] = np.maximum(earlier[where], generation.times[found[where]])
+    def _earlier(self, ids: pl.Series, order: np.ndarray, sorted_hashes: np.ndarray) -> np.ndarray:
+        """The newest remembered time of each row's id (``_NEVER`` where none)."""
+        earlier = np.full(sorted_hashes.size, _NEVER, dtype=np.int64)
+        if not self.hashes.size:
+            return earlier
+        found = np.searchsorted(self.hashes, sorted_hashes)
+        inside = found < self.hashes.size
+        hit = np.zeros(sorted_hashes.size, dtype=bool)
+        hit[inside] = self.hashes[found[inside]] == sorted_hashes[inside]
+        for at in np.flatnonzero(hit):  # rare: an id seen before (or a hash collision)
+            row = int(order[at])
+            entry = int(found[at])
+            while entry < self.hashes.size and self.hashes[entry] == sorted_hashes[at]:
+                number, index = int(self.generation[entry]), int(self.row[entry])
+                if self.generations[number].ids[index] == ids[row]:  # a hash is not proof
+                    earlier[row] = max(earlier[row], int(self.times[entry]))
+                entry += 1
         return earlier
 
-    def _remember(self, ids: pl.Series, ts: np.ndarray, horizon_ms: int, max_ts: int | None) -> None:
-        self.generations.append(_Generation.of(ids, ts))
-        cutoff = max_ts - horizon_ms if max_ts is not None else np.iinfo(np.int64).min
-        self.generations = [g for g in self.generations if g.newest >= cutoff]
-        if len(self.generations) > _MERGE_AFTER:
-            # Merge the older half, leaving out ids older than the horizon: lookups stay few, what is
-            # remembered stays within the horizon, and merging costs in proportion to what is merged.
-            half = len(self.generations) // 2
-            old = self.generations[:half]
-            times = np.concatenate([g.times for g in old])
-            fresh = times >= cutoff
-            ids = pl.concat([g.ids for g in old]).filter(pl.Series(fresh))
-            self.generations = [_Generation.of(ids, times[fresh]), *self.generations[half:]]
+    def _remember(self, ids: pl.Series, ts: np.ndarray, hashes: np.ndarray, horizon_ms: int, max_ts: int | None
+                  ) -> None:
+        number = self.next_generation
+        self.next_generation += 1
+        self._insert(number, _Generation(ids, ts, int(ts.max())), hashes)
+        if max_ts is None:
+            return
+        cutoff = max_ts - horizon_ms
+        stale = [n for n, g in self.generations.items() if g.newest < cutoff]
+        if stale:
+            for n in stale:
+                del self.generations[n]
+            keep = ~np.isin(self.generation, np.array(stale, dtype=np.int64))
+            self.hashes, self.times = self.hashes[keep], self.times[keep]
+            self.generation, self.row = self.generation[keep], self.row[keep]
+
+    def _insert(self, number: int, generation: _Generation, hashes: np.ndarray) -> None:
+        """File a generation's ids in the index: one merge of sorted arrays (memory moves only)."""
+        self.generations[number] = generation
+        order = np.argsort(hashes)
+        new = hashes[order]
+        at = np.searchsorted(self.hashes, new) + np.arange(new.size)  # where each lands in the merged index
+        old = np.ones(self.hashes.size + new.size, dtype=bool)
+        old[at] = False
+
+        def merged(existing: np.ndarray, added: np.ndarray) -> np.ndarray:
+            out = np.empty(existing.size + added.size, dtype=existing.dtype)
+            out[at], out[old] = added, existing
+            return out
+
+        self.hashes = merged(self.hashes, new)
+        self.times = merged(self.times, generation.times[order])
+        self.generation = merged(self.generation, np.full(new.size, number, dtype=np.int64))
+        self.row = merged(self.row, order.astype(np.int64))
 
 
-def _earlier_in_batch(ids: pl.Series, hashes: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """For each row, the newest time of an earlier row of the batch with the same id (very old where none)."""
-    none = np.full(hashes.size, np.iinfo(np.int64).min, dtype=np.int64)
-    order = np.argsort(hashes, kind="stable")
-    sorted_hashes = hashes[order]
+def _earlier_in_batch(ids: pl.Series, order: np.ndarray, sorted_hashes: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """For each row, the newest time of an earlier row of the batch with the same id (``_NEVER`` where none)."""
+    earlier = np.full(sorted_hashes.size, _NEVER, dtype=np.int64)
     repeated = sorted_hashes[1:] == sorted_hashes[:-1]
     if not repeated.any():  # the usual case: no id twice in a batch
-        return none
+        return earlier
     # Rows whose hash occurs more than once: exact, by id, with Polars (rare).
-    involved = np.zeros(hashes.size, dtype=bool)
+    involved = np.zeros(sorted_hashes.size, dtype=bool)
     involved[order[1:][repeated]] = True
     involved[order[:-1][repeated]] = True
     rows = np.flatnonzero(involved)
     frame = pl.DataFrame({"id": ids.gather(rows), "ts": ts[rows]})
-    previous = frame.select(pl.col("ts").cum_max().shift(1).over("id").fill_null(np.iinfo(np.int64).min))
-    none[rows] = previous.to_series().to_numpy()
-    return none
+    previous = frame.select(pl.col("ts").cum_max().shift(1).over("id").fill_null(_NEVER))
+    earlier[rows] = previous.to_series().to_numpy()
+    return earlier
