@@ -27,6 +27,7 @@ reports use.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -144,7 +145,7 @@ class WindowedAggregate(_Keyed):
     gather: bool | None = None
     results_carry_last_ts = True  # sessions' rows carry their last event's time, which orders them
 
-    @property
+    @functools.cached_property
     def aggs(self) -> dict[str, Agg]:
         aggs = {name: m if isinstance(m, Agg) else Sum(m) for name, m in self.measures.items()}
         aggs[EVENTS] = Count()
@@ -159,6 +160,10 @@ class WindowedAggregate(_Keyed):
         return rows.group_by(self.group).agg(agg.merge(name).alias(name) for name, agg in self.aggs.items())
 
     def empty(self) -> pl.DataFrame:
+        return self._empty.clear()
+
+    @functools.cached_property
+    def _empty(self) -> pl.DataFrame:
         schema: dict[str, pl.DataType] = {WINDOW_START: pl.Int64(), **{k: pl.String() for k in self.keys}}
         schema.update({column: pl.Int64() for column in self.window.held_columns})
         schema.update({name: agg.dtype for name, agg in self.aggs.items()})

@@ -23,7 +23,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import WindowSpec
 from flows.engine.errors import DmpError, StateError
-from flows.engine.routing import ShardUpdate
+from flows.engine.routing import PLACEMENT, ShardUpdate
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows
 from flows.engine.state import open_state, split_closed
 from flows.engine.windows import Window
@@ -34,6 +34,8 @@ class ShardState:
     """Snapshot of one shard: partition watermarks and idleness, open state, progress."""
 
     shards: int
+    placement: int
+    """How keys were placed (:data:`~flows.engine.routing.PLACEMENT`) when this state was written."""
     watermarks: dict[str, int]
     idle: set[str]
     open: list[pl.DataFrame]
@@ -52,6 +54,13 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
                 f"window state of {spec.name!r} was written with DMP_SHARDS={resume.shards} "
                 f"but this run has DMP_SHARDS={shards}; keys would land on other shards. "
                 "Run with the same DMP_SHARDS or start from an empty recovery store."
+            )
+            raise StateError(msg)
+        if resume is not None and resume.placement != PLACEMENT:
+            msg = (
+                f"window state of {spec.name!r} was written by a Polars that hashes keys differently "
+                f"(a Polars upgrade?); keys would land on other shards. Resume with the Polars version that "
+                "wrote it, or start from an empty recovery store."
             )
             raise StateError(msg)
         known = resume.watermarks if resume is not None else {}
@@ -120,7 +129,8 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
         return [ClosedWindows(rows, self.closed_until, watermark, counts, dropped, read_at)]
 
     def snapshot(self) -> ShardState:
-        return ShardState(self.shards, dict(self.watermarks), set(self.idle), self.state.held(), self.closed_until)
+        return ShardState(self.shards, PLACEMENT, dict(self.watermarks), set(self.idle), self.state.held(),
+                          self.closed_until)
 
 
 
