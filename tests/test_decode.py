@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from flows.engine.decode import decode_batch, missing_csv_columns
+from flows.engine.decode import decode_batch
+from flows.engine.readers import missing_csv_columns
 from flows.engine.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, RawBatch
 from flows.engine.timeparse import parse_event_time
 

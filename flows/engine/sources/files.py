@@ -21,8 +21,8 @@ import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from flows.engine.config import InputFormat
-from flows.engine.decode import missing_csv_columns
 from flows.engine.errors import ConfigError, SourceError
+from flows.engine.readers import missing_csv_columns
 from flows.engine.schema import RawBatch, RecordFormat
 
 _JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
