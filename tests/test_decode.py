@@ -130,6 +130,18 @@ def test_a_record_that_cannot_be_decoded_becomes_a_dead_letter_with_its_reason(r
     assert letter["source"] == "events.jsonl:2"
 
 
+def test_a_string_price_next_to_a_bad_line_decodes_record_by_record():
+    # The careful path parses a big batch in groups: it once concatenated a
+    # group read as numbers with one read as text, and Polars' SchemaError
+    # crashed the decoder, on every replay of the batch.
+    records = [{**VALID, "price": "3.5"}, *[{**VALID, "price": 2, "quantity": 2}] * 40, b"oops"]
+    for raw in (RawBatch("p", jsonl(*records), origin="f"),
+                RawBatch("t", [jsonl(r).rstrip(b"\n") for r in records], origin="t")):
+        result = decode_batch(raw)
+        assert result.events.select("price", "quantity").rows() == [(3.5, 1)] + [(2.0, 2)] * 40
+        assert result.dead_letters["raw"].to_list() == [b"oops"]
+
+
 def test_dead_letters_name_file_lines_counting_blank_lines():
     chunk = b"\n" + jsonl(VALID) + b"\n  \n" + b"oops\n"
     result = decode_batch(RawBatch("p", chunk, origin="in.jsonl", first_line=100))

@@ -85,7 +85,8 @@ def _parse_json(chunk: bytes, typed: pl.Schema, text: pl.Schema, aliases: dict[s
     Reading price and quantity as numbers is ~15% cheaper than as text, but
     Polars refuses a chunk where one of them is not a plain number (say a
     string price). Then the chunk is read again as text: the values decode
-    the same either way (see :mod:`flows.engine.decode`), only the cost differs.
+    the same either way (Polars writes a number as text that reads back as
+    the same number), only the cost differs.
     """
     try:
         frame = pl.read_ndjson(io.BytesIO(chunk), schema=typed)
@@ -123,8 +124,16 @@ def _parse_csv(chunk: bytes, columns: list[str], keep: list[str]) -> pl.DataFram
 
 
 def concat_fields(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """Frames of groups parsed apart, as one."""
-    return pl.concat(frames, how="vertical") if frames else empty_fields()
+    """Frames of groups parsed apart, as one; numbers as text if any group read them as text."""
+    if not frames:
+        return empty_fields()
+    if len({tuple(frame.schema.items()) for frame in frames}) > 1:
+        frames = [
+            frame.with_columns(pl.col(name).cast(pl.String) for name in NUMBERS if frame.schema.get(name) not in
+                               (None, pl.String))
+            for frame in frames
+        ]
+    return pl.concat(frames, how="vertical")
 
 
 def empty_fields() -> pl.DataFrame:
