@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from flows.engine.decode import decode_batch
+from flows.engine.decode import DecodeResult, decode_batch
 from flows.engine.readers import missing_csv_columns
 from flows.engine.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, RawBatch
 from flows.engine.timeparse import parse_event_time
@@ -95,39 +95,98 @@ def test_empty_optional_strings_are_null():
 # -- dead letters --------------------------------------------------------------------
 
 
+TRUNCATED = b'{"ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": 2, "event_type": "view"'
+
+
+def placements(record: dict | str | bytes) -> dict[str, DecodeResult]:
+    """The record among good ones: in a chunk (fast path), next to a bad line (careful path), as messages."""
+    line = jsonl(record).rstrip(b"\n")
+    good = json.dumps(VALID).encode()
+    return {
+        "chunk": decode_batch(RawBatch("p", jsonl(VALID, record, VALID), origin="events.jsonl")),
+        "careful chunk": decode_batch(RawBatch("p", jsonl(VALID, record, b"oops"), origin="events.jsonl")),
+        "messages": decode_batch(RawBatch("t", [good, line, good], origin="events/0")),
+        "careful messages": decode_batch(RawBatch("t", [good, line, b"oops"], origin="events/0")),
+    }
+
+
 @pytest.mark.parametrize(
     ("record", "reason"),
     [
-        (b"hello", "invalid JSON"),
-        (b"[1, 2]", "not a JSON object"),
-        (b'{"ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": 2, "event_type": "view"',
-         "invalid JSON"),
-        (b'{"ts": "\xff\xfe"}', "not valid UTF-8"),
-        ({**VALID, "ts": None}, "missing ts"),
-        ({k: v for k, v in VALID.items() if k != "ts"}, "missing ts"),
-        ({**VALID, "ts": "next tuesday"}, "unparseable ts 'next tuesday'"),
-        ({**VALID, "ts": "2024-02-30T10:00:00Z"}, "unparseable ts"),
-        ({k: v for k, v in VALID.items() if k != "user_id"}, "missing user_id"),
-        ({**VALID, "product_id": ""}, "missing product_id"),
-        ({k: v for k, v in VALID.items() if k != "event_type"}, "missing event_type"),
-        ({**VALID, "event_type": "click"}, "unknown event_type 'click'"),
-        ({**VALID, "price": -0.01}, "negative price: -0.01"),
-        ({**VALID, "price": "cheap"}, "price is not a finite number: 'cheap'"),
-        ({**VALID, "price": "NaN"}, "price is not a finite number"),
-        ({**VALID, "quantity": 0}, "non-positive quantity: 0"),
-        ({**VALID, "quantity": -2}, "non-positive quantity: -2"),
-        ({**VALID, "quantity": 1.5}, "quantity is not an integer: '1.5'"),
+        (b"hello", "not JSON"),
+        (b"[1, 2]", "not a JSON object (a JSON array)"),
+        (b'"hello"', "not a JSON object (a JSON string)"),
+        (b"12", "not a JSON object (a JSON number)"),
+        (b"true", "not a JSON object (a JSON boolean)"),
+        (b"null", "not a JSON object (JSON null)"),
+        (TRUNCATED, "truncated record (the JSON object is not closed)"),
+        (b'{"ts": "2024-03-01T10:00', "truncated record (the JSON object is not closed)"),
+        (b"{", "truncated record (the JSON object is not closed)"),
+        (b'{"ts": "\xff\xfe"}', "not valid UTF-8 (byte 0xff at 8)"),
+        (b'{"price": NaN}', "invalid JSON (NaN is not a JSON number)"),
+        (b'{"price": 1} x', "invalid JSON (more after the end of the object, at character 13)"),
+        (b'{"price": 1e400}', "invalid JSON (a number out of range or malformed at character 10)"),
+        (b'{"ts": 1, ts: 2}', "invalid JSON (expecting property name enclosed in double quotes at character 10)"),
+        (b'{"ts": 1, "user_id": "a\tb"}', "invalid JSON (a control character inside a string, at character 23)"),
+        (b"123abc", "not JSON"),
+        ({**VALID, "ts": None}, "missing field ts"),
+        ({k: v for k, v in VALID.items() if k != "ts"}, "missing field ts"),
+        ({**VALID, "ts": "next tuesday"},
+         "bad value for ts: 'next tuesday' is not an ISO-8601 time or epoch milliseconds"),
+        ({**VALID, "ts": "2024-02-30T10:00:00Z"},
+         "bad value for ts: '2024-02-30T10:00:00Z' is not an ISO-8601 time or epoch milliseconds"),
+        ({**VALID, "ts": {"at": 1}}, "bad value for ts: '{\"at\": 1}' is not an ISO-8601 time or epoch milliseconds"),
+        ({k: v for k, v in VALID.items() if k != "user_id"}, "missing field user_id"),
+        ({**VALID, "product_id": ""}, "missing field product_id"),
+        ({k: v for k, v in VALID.items() if k != "event_type"}, "missing field event_type"),
+        ({**VALID, "event_type": "click"},
+         "bad value for event_type: 'click' is not one of view, add_to_cart, remove_from_cart, purchase (or cart)"),
+        ({**VALID, "price": -0.01}, "price -0.01 is below the minimum 0"),
+        ({**VALID, "price": "cheap"}, "bad value for price: 'cheap' is not a number"),
+        ({**VALID, "price": "abc"}, "bad value for price: 'abc' is not a number"),
+        ({**VALID, "price": True}, "bad value for price: 'true' is not a number"),
+        ({**VALID, "price": [1]}, "bad value for price: '[1]' is not a number"),
+        ({**VALID, "price": {"amount": 1}}, "bad value for price: '{\"amount\": 1}' is not a number"),
+        ({**VALID, "price": "NaN"}, "bad value for price: 'NaN' is not a finite number"),
+        ({**VALID, "price": "inf"}, "bad value for price: 'inf' is not a finite number"),
+        ({**VALID, "quantity": 0}, "quantity 0 is below the minimum 1"),
+        ({**VALID, "quantity": -2}, "quantity -2 is below the minimum 1"),
+        ({**VALID, "quantity": 1.5}, "bad value for quantity: '1.5' is not an integer"),
+        ({**VALID, "quantity": "2.0"}, "bad value for quantity: '2.0' is not an integer"),
     ],
 )
-def test_a_record_that_cannot_be_decoded_becomes_a_dead_letter_with_its_reason(record, reason):
-    result = decode_lines(VALID, record, VALID)
-    assert result.events.height == 2
-    assert result.dead_letters.height == 1
-    letter = result.dead_letters.row(0, named=True)
-    assert letter["reason"].startswith(reason)
+def test_a_record_that_cannot_be_decoded_becomes_the_same_dead_letter_wherever_it_is(record, reason):
     expected_raw = record if isinstance(record, bytes) else json.dumps(record).encode()
-    assert letter["raw"] == expected_raw  # the bytes, unchanged
-    assert letter["source"] == "events.jsonl:2"
+    for placement, result in placements(record).items():
+        letter = result.dead_letters.row(0, named=True)
+        good = 1 if placement.startswith("careful") else 2
+        assert (placement, result.events.height, letter["reason"], letter["raw"]) == (placement, good, reason, expected_raw)
+        assert letter["source"] == ("events.jsonl:2" if "chunk" in placement else "events/0@1")
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {**VALID, "price": "3.5"},
+        {**VALID, "price": 3.5},
+        {**VALID, "price": None, "quantity": None},
+        {**VALID, "price": 1e9, "quantity": 1},
+        {**VALID, "price": 1000, "quantity": 1_000_000},
+        {**VALID, "quantity": "7"},
+        {**VALID, "quantity": 2.0},
+        {**VALID, "ts": "9999-12-31T23:59:59.999Z"},
+        {**VALID, "ts": 0},
+        {**VALID, "user_id": "\u0000"},
+        {**VALID, "brand": "\ud83d\ude00 \"price\": 1, \"price\": 2"},
+        {**VALID, "session_id": {"price": 1, "user": {"price": 2}}},
+    ],
+    ids=repr,
+)
+def test_a_good_record_decodes_the_same_wherever_it_is(record):
+    alone = decode_lines(record).events
+    for placement, result in placements(record).items():
+        assert result.events.height == 3 - placement.startswith("careful"), placement
+        assert_frame_equal(result.events[1:2], alone, check_exact=True)
 
 
 def test_a_string_price_next_to_a_bad_line_decodes_record_by_record():
@@ -139,7 +198,7 @@ def test_a_string_price_next_to_a_bad_line_decodes_record_by_record():
                 RawBatch("t", [jsonl(r).rstrip(b"\n") for r in records], origin="t")):
         result = decode_batch(raw)
         assert result.events.select("price", "quantity").rows() == [(3.5, 1)] + [(2.0, 2)] * 40
-        assert result.dead_letters["raw"].to_list() == [b"oops"]
+        assert result.dead_letters.select("raw", "reason").rows() == [(b"oops", "not JSON")]
 
 
 def test_dead_letters_name_file_lines_counting_blank_lines():
@@ -154,8 +213,7 @@ def test_dead_letters_of_messages_name_their_offsets_and_empty_messages_count():
     result = decode_batch(raw)
     letters = result.dead_letters
     assert letters["source"].to_list() == ["events/3@41", "events/3@42"]
-    assert letters["reason"][0] == "empty record"
-    assert letters["reason"][1].startswith("invalid JSON")
+    assert letters["reason"].to_list() == ["empty record", "not JSON"]
     assert result.records == 3
 
 

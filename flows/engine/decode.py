@@ -34,7 +34,7 @@ import polars as pl
 
 from flows.engine.parse import Records
 from flows.engine.readers import NUMBERS
-from flows.engine.schema import OPTIONAL_FIELDS, EventType, RawBatch, event_schema
+from flows.engine.schema import EVENT_TYPES, OPTIONAL_FIELDS, EventType, RawBatch, event_schema
 from flows.engine.timeparse import parse_event_time
 
 _REASON_VALUE_CHARS = 60
@@ -176,32 +176,29 @@ def _quoted(name: str) -> pl.Expr:
     return pl.concat_str(pl.lit("'"), pl.col(name).str.slice(0, _REASON_VALUE_CHARS), pl.lit("'"))
 
 
+def _sentence(*parts: str | pl.Expr) -> pl.Expr:
+    return pl.concat_str([pl.lit(part) if isinstance(part, str) else part for part in parts])
+
+
 def _reason() -> pl.Expr:
     """The first rule a row breaks, as a sentence (only evaluated on invalid rows)."""
-
+    price, quantity = pl.col("price"), pl.col("quantity_number")
     rules: list[tuple[pl.Expr, pl.Expr]] = [
-        (pl.col("ts_text").is_null(), pl.lit("missing ts")),
-        (pl.col("ts").is_null(), pl.concat_str(pl.lit("unparseable ts "), _quoted("ts_text"))),
-        (pl.col("user_id").is_null(), pl.lit("missing user_id")),
-        (pl.col("product_id").is_null(), pl.lit("missing product_id")),
-        (pl.col("type_text").is_null(), pl.lit("missing event_type")),
-        (
-            pl.col("event_type").is_null(),
-            pl.concat_str(pl.lit("unknown event_type "), _quoted("type_text")),
-        ),
-        (
-            pl.col("price_given") & (pl.col("price").is_null() | ~pl.col("price").is_finite()),
-            pl.concat_str(pl.lit("price is not a finite number: "), _quoted("price_text")),
-        ),
-        (pl.col("price") < 0, pl.concat_str(pl.lit("negative price: "), pl.col("price").cast(pl.String))),
-        (
-            pl.col("quantity_given") & pl.col("quantity_number").is_null(),
-            pl.concat_str(pl.lit("quantity is not an integer: "), _quoted("quantity_text")),
-        ),
-        (
-            pl.col("quantity_number") < 1,
-            pl.concat_str(pl.lit("non-positive quantity: "), pl.col("quantity_number").cast(pl.String)),
-        ),
+        (pl.col("ts_text").is_null(), pl.lit("missing field ts")),
+        (pl.col("ts").is_null(), _sentence("bad value for ts: ", _quoted("ts_text"),
+                                           " is not an ISO-8601 time or epoch milliseconds")),
+        (pl.col("user_id").is_null(), pl.lit("missing field user_id")),
+        (pl.col("product_id").is_null(), pl.lit("missing field product_id")),
+        (pl.col("type_text").is_null(), pl.lit("missing field event_type")),
+        (pl.col("event_type").is_null(), _sentence("bad value for event_type: ", _quoted("type_text"),
+                                                   f" is not one of {', '.join(EVENT_TYPES)} (or cart)")),
+        (pl.col("price_given") & price.is_null(),
+         _sentence("bad value for price: ", _quoted("price_text"), " is not a number")),
+        (~price.is_finite(), _sentence("bad value for price: ", _quoted("price_text"), " is not a finite number")),
+        (price < 0, _sentence("price ", price.cast(pl.String), " is below the minimum 0")),
+        (pl.col("quantity_given") & quantity.is_null(),
+         _sentence("bad value for quantity: ", _quoted("quantity_text"), " is not an integer")),
+        (quantity < 1, _sentence("quantity ", quantity.cast(pl.String), " is below the minimum 1")),
     ]
     condition, message = rules[0]
     chain = pl.when(condition.fill_null(False)).then(message)

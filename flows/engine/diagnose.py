@@ -3,7 +3,12 @@
 In: the bytes of one record (a line of a chunk, or a message). Out: a yes or
 no for the cheap pre-checks that name suspects among many lines
 (:func:`plausible`, :func:`csv_fields`) and, for a record Polars refused,
-why (:func:`unparseable_reason`).
+why, in words a person understands (:func:`unparseable_reason`):
+
+>>> unparseable_reason(b'{"ts": "2024-03-01', "jsonl", ValueError("Syntax at character 0"))
+'truncated record (the JSON object is not closed)'
+>>> unparseable_reason(b"[1, 2]", "jsonl", ValueError())
+'not a JSON object (a JSON array)'
 
 None of these decides whether a record parses: Polars does (see
 :mod:`flows.engine.parse`), so a record decodes the same whichever path it took.
@@ -13,12 +18,34 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 from flows.engine.schema import RecordFormat
 
+_JSON_BLANK = " \t\r\n"
+_VALUE_STARTS = '{["-0123456789tfn'
+_KINDS = {"{": "a JSON object", "[": "a JSON array", '"': "a JSON string", "t": "a JSON boolean",
+          "f": "a JSON boolean", "n": "JSON null"}
+_OPENED = {"{": "JSON object", "[": "JSON array", '"': "JSON string"}
+# Polars' (simd-json's) words for what Python's json module accepts.
+_POLARS_ONLY = (
+    (re.compile(r"InvalidNumber at character (\d+)"), "a number out of range or malformed at character {}"),
+    (re.compile(r"DepthLimitExceeded"), "nested too deeply"),
+    (re.compile(r"InvalidUnicodeCodepoint"), "an escape that is not a character (a lone surrogate)"),
+    (re.compile(r"InvalidEscape"), "a bad escape sequence"),
+)
+
+
+class _Pairs(list):
+    """An object's (key, value) pairs in order, duplicates included."""
+
 
 def _reject_constant(name: str) -> None:
-    raise ValueError(name)  # NaN / Infinity: Polars rejects them too
+    raise ValueError(f"{name} is not a JSON number")  # NaN / Infinity: Polars rejects them too
+
+
+def _load(text: str) -> object:
+    return json.loads(text, object_pairs_hook=_Pairs, parse_constant=_reject_constant)
 
 
 def plausible(line: bytes, fmt: RecordFormat) -> bool:
@@ -45,18 +72,52 @@ def csv_fields(line: bytes) -> int:
         return -1  # let the parser reject it with its own reason
 
 
+def _kind(text: str) -> str:
+    return _KINDS.get(text[:1], "a JSON number")
+
+
 def unparseable_reason(line: bytes, fmt: RecordFormat, error: Exception) -> str:
-    """Why Polars refused a record (``error`` is what Polars raised)."""
+    """Why Polars refused a record, as a sentence (``error`` is what Polars raised)."""
     try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return "not valid UTF-8"
-    text = str(error).strip()
-    message = text.splitlines()[0] if text else type(error).__name__
-    if fmt == "jsonl":
-        if "expected to contain JSON object" in message:
-            return "not a JSON object"
-        return f"invalid JSON ({message.removeprefix('error parsing line: ')})"
-    if "more fields" in message:
-        return "malformed CSV (more fields than the header)"
-    return "malformed CSV (unbalanced quote or bad field)"
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as ex:
+        return f"not valid UTF-8 (byte 0x{line[ex.start]:02x} at {ex.start})"
+    if fmt == "csv":
+        if "more fields" in str(error):
+            return "malformed CSV (more fields than the header)"
+        return "malformed CSV (unbalanced quote or bad field)"
+    return _json_reason(text, error)
+
+
+def _json_reason(text: str, error: Exception) -> str:
+    body = text.strip(_JSON_BLANK)
+    if body.startswith("\ufeff"):
+        return "not JSON (it starts with a byte-order mark, which only a file or message may start with)"
+    if not body or body[0] not in _VALUE_STARTS:
+        return "not JSON"
+    try:
+        value = _load(body)
+    except json.JSONDecodeError as ex:
+        if ex.msg.startswith("Unterminated string") or ex.pos >= len(body):  # the input ran out
+            opened = _OPENED.get(body[0])
+            return f"truncated record (the {opened} is not closed)" if opened else "truncated record"
+        if ex.pos == 0 or (ex.msg == "Extra data" and body[0] != "{"):
+            return "not JSON"
+        if ex.msg == "Extra data":
+            return f"invalid JSON (more after the end of the object, at character {ex.pos})"
+        if ex.msg.startswith("Invalid control character"):
+            return f"invalid JSON (a control character inside a string, at character {ex.pos})"
+        return f"invalid JSON ({ex.msg[0].lower()}{ex.msg[1:]} at character {ex.pos})"
+    except RecursionError:
+        return "invalid JSON (nested too deeply)"
+    except ValueError as ex:  # NaN, Infinity
+        return f"invalid JSON ({ex})"
+    if not isinstance(value, _Pairs):
+        return f"not a JSON object ({_kind(body)})"
+    message = str(error)
+    for pattern, words in _POLARS_ONLY:
+        found = pattern.search(message)
+        if found:
+            return f"invalid JSON ({words.format(*found.groups())})"
+    first_line = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    return f"invalid JSON ({first_line.removeprefix('error parsing line: ')})"
