@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from flows.engine.bounds import Bounds
 from flows.engine.decode import DecodeResult, decode_batch
 from flows.engine.readers import missing_csv_columns
 from flows.engine.schema import DEAD_LETTER_SCHEMA, EVENT_SCHEMA, RawBatch
@@ -136,6 +137,12 @@ def placements(record: dict | str | bytes) -> dict[str, DecodeResult]:
         ({**VALID, "ts": "2024-02-30T10:00:00Z"},
          "bad value for ts: '2024-02-30T10:00:00Z' is not an ISO-8601 time or epoch milliseconds"),
         ({**VALID, "ts": {"at": 1}}, "bad value for ts: '{\"at\": 1}' is not an ISO-8601 time or epoch milliseconds"),
+        ({**VALID, "ts": "1969-12-31T23:59:59Z"},
+         "ts '1969-12-31T23:59:59Z' is before the minimum 1970-01-01T00:00:00Z"),
+        ({**VALID, "ts": -5}, "ts '-5' is before the minimum 1970-01-01T00:00:00Z"),
+        ({**VALID, "ts": 2**63 - 1}, "ts '9223372036854775807' is after the maximum 9999-12-31T23:59:59.999Z"),
+        ({**VALID, "ts": "+10000-01-01T00:00:00Z"},
+         "ts '+10000-01-01T00:00:00Z' is after the maximum 9999-12-31T23:59:59.999Z"),
         ({k: v for k, v in VALID.items() if k != "user_id"}, "missing field user_id"),
         ({**VALID, "product_id": ""}, "missing field product_id"),
         ({k: v for k, v in VALID.items() if k != "event_type"}, "missing field event_type"),
@@ -149,10 +156,18 @@ def placements(record: dict | str | bytes) -> dict[str, DecodeResult]:
         ({**VALID, "price": {"amount": 1}}, "bad value for price: '{\"amount\": 1}' is not a number"),
         ({**VALID, "price": "NaN"}, "bad value for price: 'NaN' is not a finite number"),
         ({**VALID, "price": "inf"}, "bad value for price: 'inf' is not a finite number"),
+        ({**VALID, "price": 1e300}, "price 1e+300 is above the maximum 1000000000"),
+        ({**VALID, "price": 1e9 + 1}, "price 1000000001.0 is above the maximum 1000000000"),
         ({**VALID, "quantity": 0}, "quantity 0 is below the minimum 1"),
         ({**VALID, "quantity": -2}, "quantity -2 is below the minimum 1"),
         ({**VALID, "quantity": 1.5}, "bad value for quantity: '1.5' is not an integer"),
         ({**VALID, "quantity": "2.0"}, "bad value for quantity: '2.0' is not an integer"),
+        ({**VALID, "quantity": 2**63 - 1}, "quantity 9223372036854775807 is above the maximum 1000000"),
+        ({**VALID, "quantity": 2**64}, "quantity 1.8446744073709552e+19 is above the maximum 1000000"),
+        ({**VALID, "quantity": -(2**64)}, "quantity -1.8446744073709552e+19 is below the minimum 1"),
+        ({**VALID, "price": 999_999, "quantity": 10**13}, "quantity 10000000000000 is above the maximum 1000000"),
+        ({**VALID, "price": 999_999, "quantity": 1001},
+         "price x quantity 1000998999.0 is above the maximum line value 1000000000"),
     ],
 )
 def test_a_record_that_cannot_be_decoded_becomes_the_same_dead_letter_wherever_it_is(record, reason):
@@ -199,6 +214,43 @@ def test_a_string_price_next_to_a_bad_line_decodes_record_by_record():
         result = decode_batch(raw)
         assert result.events.select("price", "quantity").rows() == [(3.5, 1)] + [(2.0, 2)] * 40
         assert result.dead_letters.select("raw", "reason").rows() == [(b"oops", "not JSON")]
+
+
+def test_bounds_are_the_callers_to_choose():
+    bounds = Bounds(max_price=100, max_quantity=10, max_line_value=500, min_ts=T0, max_ts=T0 + 1000)
+    result = decode_batch(RawBatch("p", jsonl({**VALID, "price": 100, "quantity": 5}, {**VALID, "price": 101},
+                                              {**VALID, "quantity": 11}, {**VALID, "price": 100, "quantity": 6},
+                                              {**VALID, "ts": T0 + 1001}), origin="f"), bounds=bounds)
+    assert result.events.height == 1
+    assert result.dead_letters["reason"].to_list() == [
+        "price 101.0 is above the maximum 100",
+        "quantity 11 is above the maximum 10",
+        "price x quantity 600.0 is above the maximum line value 500",
+        f"ts '{T0 + 1001}' is after the maximum 2024-03-01T10:00:01Z",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [
+        ({"max_price": 0}, "Bounds.max_price must be between 0 and 9007199255"),
+        ({"max_price": 1e12}, "Bounds.max_price must be between 0 and 9007199255"),
+        ({"max_quantity": 1.5}, "Bounds.max_quantity must be an integer of at least 1"),
+        ({"max_line_value": 1e13}, "Bounds.max_line_value must be between 0 and 9223372"),
+        ({"min_ts": -1}, "Bounds.min_ts must be an integer between 0 and max_ts"),
+        ({"max_ts": 2**62}, "Bounds.max_ts must be an integer of at most 253402300799999"),
+    ],
+)
+def test_bounds_that_would_let_money_or_time_overflow_are_refused(bounds, message):
+    with pytest.raises(ValueError, match=message):
+        Bounds(**bounds)
+
+
+def test_the_default_bounds_keep_money_exact_in_an_int64():
+    bounds = Bounds()
+    largest_line_micros = bounds.max_line_value * 1_000_000
+    assert bounds.max_price * 1_000_000 < 2**53  # price * 1e6 rounds to the exact integer
+    assert largest_line_micros * 9_000 < 2**63  # thousands of maximal lines sum without wrapping
 
 
 def test_dead_letters_name_file_lines_counting_blank_lines():

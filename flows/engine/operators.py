@@ -26,6 +26,7 @@ from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
 from flows.engine.aggregate import Analytic
+from flows.engine.bounds import DEFAULT_BOUNDS, Bounds
 from flows.engine.decode import decode_batch
 from flows.engine.schema import DEFAULT_PARTITION, EventBatch, RawBatch, StampedBatch
 from flows.engine.shards import ClosedWindows, SessionGather, WindowGather, WindowShard, route
@@ -77,10 +78,11 @@ class DecodedBatch:
     dead_letters: pl.DataFrame
 
 
-def decoder(optional: Sequence[str] | None = None) -> Callable[[Any], DecodedBatch]:
+def decoder(optional: Sequence[str] | None = None, *, bounds: Bounds = DEFAULT_BOUNDS) -> Callable[[Any], DecodedBatch]:
     """The decoding function of :func:`decode`, for sources that decode ahead.
 
     Items that are already a :class:`DecodedBatch` pass through unchanged.
+    ``bounds`` are :func:`~flows.engine.decode.decode_batch`'s.
     """
     fields = tuple(optional) if optional is not None else None
 
@@ -88,7 +90,7 @@ def decoder(optional: Sequence[str] | None = None) -> Callable[[Any], DecodedBat
         if isinstance(item, DecodedBatch):
             return item
         raw = as_raw_batch(item)
-        result = decode_batch(raw, fields)
+        result = decode_batch(raw, fields, bounds=bounds)
         events = EventBatch(raw.partition, result.events, result.records, raw.last, raw.read_at, raw.idle)
         return DecodedBatch(events, result.dead_letters)
 
@@ -96,14 +98,21 @@ def decoder(optional: Sequence[str] | None = None) -> Callable[[Any], DecodedBat
 
 
 @operator
-def decode(step_id: str, up: Stream[Any], optional: Sequence[str] | None = None) -> Decoded:
+def decode(
+    step_id: str,
+    up: Stream[Any],
+    optional: Sequence[str] | None = None,
+    *,
+    bounds: Bounds = DEFAULT_BOUNDS,
+) -> Decoded:
     """Decode raw batches into events; undecodable records become dead letters.
 
     ``optional`` names the optional event fields the flow uses (all by
-    default); fields nobody uses are not parsed at all. Batches a source
-    already decoded (read-ahead) pass straight through.
+    default); fields nobody uses are not parsed at all. An event outside
+    ``bounds`` is a dead letter. Batches a source already decoded
+    (read-ahead) pass straight through.
     """
-    decoded = op.map("decode_batch", up, decoder(optional))
+    decoded = op.map("decode_batch", up, decoder(optional, bounds=bounds))
     events = op.map("events", decoded, lambda d: d.events)
     dead = op.filter_map(
         "dead_letters", decoded, lambda d: (d.events.partition, d.dead_letters) if d.dead_letters.height else None
