@@ -253,6 +253,33 @@ def test_the_default_bounds_keep_money_exact_in_an_int64():
     assert largest_line_micros * 9_000 < 2**63  # thousands of maximal lines sum without wrapping
 
 
+def test_a_message_may_start_with_a_byte_order_mark():
+    bom = b"\xef\xbb\xbf"
+    good = json.dumps(VALID).encode()
+    for messages in ([bom + good, good], [good, bom + good, b"oops"], [bom + good] * 3):
+        result = decode_batch(RawBatch("t", messages, origin="t/0"))
+        assert result.events.height == sum(m.endswith(b"}") for m in messages)
+        assert result.dead_letters.height == len(messages) - result.events.height
+    letters = decode_batch(RawBatch("t", [bom, bom + bom + good], origin="t/0")).dead_letters
+    assert letters["reason"].to_list() == [
+        "empty record", "not JSON (it starts with a byte-order mark, which only a file or message may start with)"]
+
+
+def test_a_byte_order_mark_inside_a_chunk_is_just_bytes():
+    letters = decode_lines(VALID, b"\xef\xbb\xbf" + json.dumps(VALID).encode()).dead_letters
+    assert letters["reason"].to_list() == [
+        "not JSON (it starts with a byte-order mark, which only a file or message may start with)"]
+
+
+def test_a_csv_line_reads_the_same_at_the_start_of_a_batch_as_in_its_middle():
+    # Polars drops a byte-order mark that starts its CSV input.
+    line = b"\xef\xbb\xbf2019-10-01 00:00:00 UTC,view,1,2,,b,1.00,3,s"
+    good = b"2019-10-01 00:00:00 UTC,view,1,2,,b,1.00,3,s"
+    first, middle = (decode_batch(rees46_batch(body)).dead_letters["reason"].to_list()
+                     for body in (line + b"\n", good + b"\n" + line + b"\n"))
+    assert first == middle == ["bad value for ts: '\ufeff2019-10-01 00:00:00 UTC' is not an ISO-8601 time or epoch milliseconds"]
+
+
 def test_dead_letters_name_file_lines_counting_blank_lines():
     chunk = b"\n" + jsonl(VALID) + b"\n  \n" + b"oops\n"
     result = decode_batch(RawBatch("p", chunk, origin="in.jsonl", first_line=100))

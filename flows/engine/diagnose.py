@@ -16,12 +16,14 @@ None of these decides whether a record parses: Polars does (see
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
 
 from flows.engine.schema import RecordFormat
 
+BOM = codecs.BOM_UTF8
 _JSON_BLANK = " \t\r\n"
 _VALUE_STARTS = '{["-0123456789tfn'
 _KINDS = {"{": "a JSON object", "[": "a JSON array", '"': "a JSON string", "t": "a JSON boolean",

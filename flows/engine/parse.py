@@ -13,6 +13,9 @@ that still fail, each suspect is parsed by Polars alone and the rest together
 (bisecting if Python and Polars ever disagree). Polars is the only judge, so a
 record parses to the same values, or the same reason, whichever path it took
 and whatever batch it was in.
+
+A message's leading UTF-8 byte-order mark is dropped (a file's is dropped by
+the file source); anywhere else it is just bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
-from flows.engine.diagnose import csv_fields, plausible, unparseable_reason
+from flows.engine.diagnose import BOM, csv_fields, plausible, unparseable_reason
 from flows.engine.readers import concat_fields, empty_fields, reader
 from flows.engine.schema import DEAD_LETTER_SCHEMA, RawBatch
 
@@ -81,9 +84,10 @@ class Records:
         originals = [bytes(message) if message is not None else b"" for message in raw.payload]  # type: ignore[union-attr]
         offsets = list(raw.offsets) if raw.offsets is not None else list(range(len(originals)))
         keys = list(raw.keys) if raw.keys is not None else None
+        lines = [o.removeprefix(BOM) for o in originals]
         # A raw newline can only be JSON whitespace (or garbage): flatten it so
         # one message stays one line.
-        lines = [o.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in o or b"\r" in o else o for o in originals]
+        lines = [o.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in o or b"\r" in o else o for o in lines]
         return _Listed(lines, originals, offsets, "@", keys)
 
     def parse(self) -> tuple[pl.DataFrame, list[int] | None]:
@@ -108,7 +112,7 @@ class Records:
             if chunk.count(b"\n") != len(messages) - 1:
                 return self.parse_listed(known_bad=False)
         try:
-            frame = self.parse_fn(chunk)
+            frame = self._parse_chunk(chunk)
         except Exception:  # noqa: BLE001 - any failure means: find the bad lines
             return self.parse_listed(known_bad=True)
         if self.raw.format == "csv" and not self._csv_rows_exact(chunk, frame.height):
@@ -116,6 +120,16 @@ class Records:
         if not self.is_chunk and frame.height != len(self.raw.payload):
             return self.parse_listed(known_bad=False)  # e.g. a message of only spaces
         return frame, None
+
+    def _parse_chunk(self, chunk: bytes) -> pl.DataFrame:
+        try:
+            return self.parse_fn(chunk)
+        except Exception:
+            if self.is_chunk or BOM not in chunk:
+                raise
+        # Messages that start with a byte-order mark (some producers write one): drop it.
+        chunk = chunk.replace(b"\n" + BOM, b"\n")
+        return self.parse_fn(chunk.removeprefix(BOM))
 
     def _csv_rows_exact(self, chunk: bytes, height: int) -> bool:
         """Whether every line was one row of exactly the header's width.

@@ -9,6 +9,7 @@ read, and what to do when one is refused, is :mod:`flows.engine.parse`'s job.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import io
 import re
@@ -112,15 +113,20 @@ def _csv_columns(header: Sequence[str]) -> list[str]:
 
 
 def _parse_csv(chunk: bytes, columns: list[str], keep: list[str]) -> pl.DataFrame:
+    # Polars drops a byte-order mark that starts its input, so a line would
+    # read differently at the start of a batch than in its middle: put an
+    # empty row first, and take it away again. (A file's own mark is gone by
+    # now: it came with the header.)
+    lead = chunk.startswith(codecs.BOM_UTF8)
     frame = pl.read_csv(
-        io.BytesIO(chunk),
+        io.BytesIO(b"," * (len(columns) - 1) + b"\n" + chunk if lead else chunk),
         has_header=False,
         new_columns=columns,
         schema={name: pl.String for name in columns},
         quote_char='"',
         encoding="utf8",
     )
-    return frame.select(keep)
+    return frame.select(keep)[1:] if lead else frame.select(keep)
 
 
 def concat_fields(frames: list[pl.DataFrame]) -> pl.DataFrame:
