@@ -280,6 +280,16 @@ def test_a_csv_line_reads_the_same_at_the_start_of_a_batch_as_in_its_middle():
     assert first == middle == ["bad value for ts: '\ufeff2019-10-01 00:00:00 UTC' is not an ISO-8601 time or epoch milliseconds"]
 
 
+def test_a_line_break_inside_a_string_of_a_message_is_not_flattened_away():
+    # Flattening a raw newline in a string into a space would turn invalid JSON
+    # into a valid record with another value.
+    broken = b'{"event_type": "view", "ts": "2024-03-01T10:00:00Z", "user_id": "a\nb", "product_id": 2}'
+    pretty = json.dumps(VALID, indent=2).encode()
+    result = decode_batch(RawBatch("t", [broken, pretty], origin="t/0"))
+    assert result.events.height == 1
+    assert result.dead_letters["reason"].to_list() == ["invalid JSON (a raw line break inside a string, at character 66)"]
+
+
 def test_dead_letters_name_file_lines_counting_blank_lines():
     chunk = b"\n" + jsonl(VALID) + b"\n  \n" + b"oops\n"
     result = decode_batch(RawBatch("p", chunk, origin="in.jsonl", first_line=100))

@@ -74,6 +74,28 @@ def csv_fields(line: bytes) -> int:
         return -1  # let the parser reject it with its own reason
 
 
+def line_break_in_string(message: bytes) -> str | None:
+    r"""Why a message with a raw line break cannot be flattened to one line, if it cannot.
+
+    A line break between JSON tokens is whitespace, and becomes a space; one
+    inside a string is invalid JSON, and flattening it would quietly make it
+    valid with a different value.
+
+    >>> line_break_in_string(b'{"user_id": "a b",\n "ts": 1}') is None
+    True
+    >>> line_break_in_string(b'{"user_id": "a\nb"}')
+    'invalid JSON (a raw line break inside a string, at character 14)'
+    """
+    try:
+        json.loads(message.decode("utf-8"))
+    except json.JSONDecodeError as ex:
+        if ex.msg.startswith("Invalid control character") and ex.doc[ex.pos] in "\r\n":
+            return f"invalid JSON (a raw line break inside a string, at character {ex.pos})"
+    except (ValueError, RecursionError):
+        pass
+    return None
+
+
 def _kind(text: str) -> str:
     return _KINDS.get(text[:1], "a JSON number")
 

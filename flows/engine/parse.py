@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import polars as pl
 
-from flows.engine.diagnose import BOM, csv_fields, plausible, unparseable_reason
+from flows.engine.diagnose import BOM, csv_fields, line_break_in_string, plausible, unparseable_reason
 from flows.engine.readers import concat_fields, empty_fields, reader
 from flows.engine.schema import DEAD_LETTER_SCHEMA, RawBatch
 
@@ -51,6 +51,8 @@ class _Listed:
     separator: str
     """Between the origin and the number in a position: ``:`` (line) or ``@`` (offset)."""
     keys: list[bytes | None] | None
+    broken: dict[int, str] = field(default_factory=dict)
+    """Messages that cannot be made one line, and why (see :func:`line_break_in_string`)."""
 
     def position(self, origin: str, index: int) -> str:
         return f"{origin}{self.separator}{self.numbers[index]}"
@@ -85,10 +87,13 @@ class Records:
         offsets = list(raw.offsets) if raw.offsets is not None else list(range(len(originals)))
         keys = list(raw.keys) if raw.keys is not None else None
         lines = [o.removeprefix(BOM) for o in originals]
-        # A raw newline can only be JSON whitespace (or garbage): flatten it so
-        # one message stays one line.
+        # A raw line break in valid JSON can only be whitespace: flatten it so
+        # one message stays one line (unless it sits inside a string).
+        broken = {}
+        if raw.format == "jsonl":
+            broken = {i: r for i, o in enumerate(lines) if (b"\n" in o or b"\r" in o) and (r := line_break_in_string(o))}
         lines = [o.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in o or b"\r" in o else o for o in lines]
-        return _Listed(lines, originals, offsets, "@", keys)
+        return _Listed(lines, originals, offsets, "@", keys, broken)
 
     def parse(self) -> tuple[pl.DataFrame, list[int] | None]:
         """Parse every record: the string fields, and each row's record index.
@@ -161,8 +166,10 @@ class Records:
         if isinstance(lines, _ChunkLines):  # no blank lines by construction
             nonblank, self.unparseable = list(range(len(lines))), []
         else:
-            nonblank = [i for i, line in enumerate(lines) if line.strip(_BLANK)]
+            broken = self.listed.broken
+            nonblank = [i for i, line in enumerate(lines) if line.strip(_BLANK) and i not in broken]
             self.unparseable = [(i, "empty record") for i, line in enumerate(lines) if not line.strip(_BLANK)]
+            self.unparseable += broken.items()
         if self.raw.format == "csv":
             width = len(self.raw.csv_header or ())
             counts = {i: csv_fields(lines[i]) for i in nonblank}
