@@ -168,6 +168,12 @@ def placements(record: dict | str | bytes) -> dict[str, DecodeResult]:
         ({**VALID, "price": 999_999, "quantity": 10**13}, "quantity 10000000000000 is above the maximum 1000000"),
         ({**VALID, "price": 999_999, "quantity": 1001},
          "price x quantity 1000998999.0 is above the maximum line value 1000000000"),
+        (b'{"event_type": "view", "ts": "2024-03-01T10:00:00Z", "user_id": "\\ud800", "product_id": 2}',
+         "bad value for user_id: a lone surrogate escape (\\ud800-\\udfff) is not a character"),
+        ({**VALID, "product_id": "a\udbffb"},
+         "bad value for product_id: a lone surrogate escape (\\ud800-\\udfff) is not a character"),
+        ({**VALID, "brand": ["x\ud800"]},
+         "bad value for brand: a lone surrogate escape (\\ud800-\\udfff) is not a character"),
     ],
 )
 def test_a_record_that_cannot_be_decoded_becomes_the_same_dead_letter_wherever_it_is(record, reason):

@@ -2,8 +2,9 @@
 
 In: the bytes of one record (a line of a chunk, or a message). Out: a yes or
 no for the cheap pre-checks that name suspects among many lines
-(:func:`plausible`, :func:`csv_fields`) and, for a record Polars refused,
-why, in words a person understands (:func:`unparseable_reason`):
+(:func:`plausible`, :func:`csv_fields`); the exact answer to what Polars
+reads wrongly without a word (:func:`misread_reason`); and, for a record
+Polars refused, why, in words a person understands (:func:`unparseable_reason`):
 
 >>> unparseable_reason(b'{"ts": "2024-03-01', "jsonl", ValueError("Syntax at character 0"))
 'truncated record (the JSON object is not closed)'
@@ -20,6 +21,7 @@ import codecs
 import csv
 import json
 import re
+from collections.abc import Collection, Mapping
 
 from flows.engine.schema import RecordFormat
 
@@ -94,6 +96,47 @@ def line_break_in_string(message: bytes) -> str | None:
     except (ValueError, RecursionError):
         pass
     return None
+
+
+def _top_level(line: bytes) -> _Pairs | None:
+    try:
+        value = _load(line.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, _Pairs) else None
+
+
+def misread_reason(line: bytes, keys: Mapping[str, Collection[str]]) -> str | None:
+    r"""Why Polars would read this JSON object line wrongly without a word, if it would.
+
+    ``keys`` maps each column read to its JSON keys, first key first (``ts``:
+    ``ts``, ``event_time``). A lone UTF-16 surrogate escape anywhere in a value
+    we read (``"\ud800"``: Polars makes it NUL, so it would equal ``"\u0000"``).
+
+    >>> misread_reason(b'{"brand": ["a\ud800"]}', {"brand": ("brand",)})
+    'bad value for brand: a lone surrogate escape (\\ud800-\\udfff) is not a character'
+    """
+    pairs = _top_level(line)
+    if pairs is None:
+        return None  # Polars decides what it is
+    first: dict[str, object] = {}
+    for key, value in pairs:
+        first.setdefault(key, value)  # Polars reads a key's first occurrence
+    for column, column_keys in keys.items():
+        value = next((first[key] for key in column_keys if first.get(key) is not None), None)
+        if _has_lone_surrogate(value):
+            return f"bad value for {column}: a lone surrogate escape (\\ud800-\\udfff) is not a character"
+    return None
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, _Pairs):
+        return any(_has_lone_surrogate(key) or _has_lone_surrogate(item) for key, item in value)
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 def _kind(text: str) -> str:

@@ -12,7 +12,9 @@ sub-groups), a cheap Python check names suspects among the lines of groups
 that still fail, each suspect is parsed by Polars alone and the rest together
 (bisecting if Python and Polars ever disagree). Polars is the only judge, so a
 record parses to the same values, or the same reason, whichever path it took
-and whatever batch it was in.
+and whatever batch it was in. What Polars parses wrongly without a word is
+screened for on both paths: a lone UTF-16 surrogate escape in a string
+(Polars turns it into NUL; only batches with a backslash are searched).
 
 A message's leading UTF-8 byte-order mark is dropped (a file's is dropped by
 the file source); anywhere else it is just bytes.
@@ -28,14 +30,19 @@ from functools import cached_property
 import numpy as np
 import polars as pl
 
-from flows.engine.diagnose import BOM, csv_fields, line_break_in_string, plausible, unparseable_reason
-from flows.engine.readers import concat_fields, empty_fields, reader
+from flows.engine.diagnose import BOM, csv_fields, line_break_in_string, misread_reason, plausible, unparseable_reason
+from flows.engine.readers import LONE_SURROGATE, concat_fields, empty_fields, reader
 from flows.engine.schema import DEAD_LETTER_SCHEMA, RawBatch
 
 _BLANK = b" \t\r"
 _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
 _FANOUT = 16
 _NARROWING_LEVELS = 2  # 16 groups, then 16 sub-groups of each that fails
+
+def _text(data: bytes) -> pl.Series:
+    """Bytes as a one-value String series; bytes that are not UTF-8 read as U+FFFD (they are no key)."""
+    return pl.Series([data.decode("utf-8", "replace")])
+
 
 # -- the records of a batch ---------------------------------------------------------
 
@@ -69,6 +76,7 @@ class Records:
         self.raw = raw
         self.reader = reader(raw.format, raw.csv_header, wanted)
         self.parse_fn = self.reader.read
+        self.screen = raw.format == "jsonl"  # CSV has no escapes
         self.is_chunk = isinstance(raw.payload, (bytes, bytearray, memoryview))
         self.unparseable: list[tuple[int, str]] = []
 
@@ -124,6 +132,8 @@ class Records:
             return self.parse_listed(known_bad=False)
         if not self.is_chunk and frame.height != len(self.raw.payload):
             return self.parse_listed(known_bad=False)  # e.g. a message of only spaces
+        if self._suspect(chunk):
+            return self.parse_listed(known_bad=False)  # a lone surrogate, perhaps: look closer
         return frame, None
 
     def _parse_chunk(self, chunk: bytes) -> pl.DataFrame:
@@ -135,6 +145,16 @@ class Records:
         # Messages that start with a byte-order mark (some producers write one): drop it.
         chunk = chunk.replace(b"\n" + BOM, b"\n")
         return self.parse_fn(chunk.removeprefix(BOM))
+
+    def _suspect(self, chunk: bytes) -> bool:
+        """Whether a record of a chunk Polars parsed may hold a lone surrogate escape.
+
+        Only a chunk with a backslash (an escape) is searched: finding none is
+        a memchr, ~1 ms a 16 MB chunk.
+        """
+        if not self.screen or b"\\" not in chunk:
+            return False
+        return bool(_text(chunk).str.contains(LONE_SURROGATE).item())
 
     def _csv_rows_exact(self, chunk: bytes, height: int) -> bool:
         """Whether every line was one row of exactly the header's width.
@@ -179,6 +199,8 @@ class Records:
                 if n not in (width, -1)
             ]
             nonblank = [i for i in nonblank if counts[i] in (width, -1)]
+        if self.screen:
+            nonblank = self._screened(lines, nonblank)
         frames: list[pl.DataFrame] = []
         rows: list[int] = []
         if known_bad:
@@ -199,6 +221,27 @@ class Records:
             fields = fields[order]
             rows = [rows[i] for i in order]
         return fields, rows
+
+    def _screened(self, lines: Sequence[bytes], indices: list[int]) -> list[int]:
+        """``indices`` less the records Polars would read wrongly without a word (now unparseable).
+
+        A regex over all the lines names candidates (see :meth:`_suspect`);
+        Python decides each candidate exactly.
+        """
+        joined = b"\n".join([lines[i] for i in indices])  # one line per index (a run of _ChunkLines may hold blanks)
+        if not indices or b"\\" not in joined:
+            return indices
+        text = _text(joined)
+        if not text.str.contains(LONE_SURROGATE).item():
+            return indices
+        candidates = text.str.split("\n").explode().str.contains(LONE_SURROGATE).arg_true().to_list()
+        found = {}
+        for index in (indices[position] for position in candidates):
+            reason = misread_reason(lines[index], self.reader.keys)
+            if reason is not None:
+                found[index] = reason
+        self.unparseable += found.items()
+        return [i for i in indices if i not in found] if found else indices
 
     def _failing(self, lines: Sequence[bytes], indices: list[int], frames: list, rows: list[int], levels: int) -> list[int]:
         """Parse ``indices`` in groups, ``levels`` deep; keep what parses, return the lines of groups that failed."""

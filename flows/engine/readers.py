@@ -38,6 +38,8 @@ FIELDS = (
 ALIASES = {"event_time": "ts", "user_session": "session_id", "category_code": "category"}
 NUMBERS = {"price": pl.Float64, "quantity": pl.Int64}
 _REQUIRED_CSV = ({"ts", "event_time"}, {"event_type"}, {"user_id"}, {"product_id"})
+LONE_SURROGATE = r"\\u[dD][89abAB][0-9a-fA-F]{2}(?:[^\\]|\\[^u])"
+"""A high surrogate escape not followed by another escape: Polars reads it as NUL (a low one it refuses)."""
 # Polars' messages for lines that are not JSON objects at all (as opposed to a
 # value of another type, which a second read as text fixes).
 _NOT_JSON_LINES = re.compile(r"error parsing line|expected to contain JSON object|InvalidUtf8")
@@ -54,9 +56,11 @@ ReadFn = Callable[[bytes], pl.DataFrame]
 
 @dataclass(frozen=True)
 class Reader:
-    """How to read one batch format into string columns."""
+    """How to read one batch format into string columns, and which JSON keys feed them."""
 
     read: ReadFn
+    keys: dict[str, tuple[str, ...]]
+    """Each column and the JSON keys it is read from, first key first (JSON only)."""
 
 
 @functools.lru_cache(maxsize=64)
@@ -68,14 +72,15 @@ def reader(fmt: RecordFormat, header: tuple[str, ...] | None, wanted: tuple[str,
         text = pl.Schema({name: pl.String for name in names})
         typed = pl.Schema({**text, **NUMBERS})
         aliases = {a: c for a, c in ALIASES.items() if c in fields}
-        return Reader(lambda chunk: _parse_json(chunk, typed, text, aliases))
+        keys = {n: (n, *(a for a, c in aliases.items() if c == n)) for n in FIELDS if n in fields}
+        return Reader(lambda chunk: _parse_json(chunk, typed, text, aliases), keys)
     if fmt == "csv":
         if not header:
             msg = "a CSV batch needs its header (RawBatch.csv_header)"
             raise ValueError(msg)
         columns = _csv_columns(header)
         keep = [name for name in columns if name in fields]
-        return Reader(lambda chunk: _parse_csv(chunk, columns, keep))
+        return Reader(lambda chunk: _parse_csv(chunk, columns, keep), {})
     msg = f"unknown record format {fmt!r}; expected 'jsonl' or 'csv'"
     raise ValueError(msg)
 
