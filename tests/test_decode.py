@@ -99,15 +99,15 @@ def test_empty_optional_strings_are_null():
 TRUNCATED = b'{"ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": 2, "event_type": "view"'
 
 
-def placements(record: dict | str | bytes) -> dict[str, DecodeResult]:
+def placements(record: dict | str | bytes, **options) -> dict[str, DecodeResult]:
     """The record among good ones: in a chunk (fast path), next to a bad line (careful path), as messages."""
     line = jsonl(record).rstrip(b"\n")
     good = json.dumps(VALID).encode()
     return {
-        "chunk": decode_batch(RawBatch("p", jsonl(VALID, record, VALID), origin="events.jsonl")),
-        "careful chunk": decode_batch(RawBatch("p", jsonl(VALID, record, b"oops"), origin="events.jsonl")),
-        "messages": decode_batch(RawBatch("t", [good, line, good], origin="events/0")),
-        "careful messages": decode_batch(RawBatch("t", [good, line, b"oops"], origin="events/0")),
+        "chunk": decode_batch(RawBatch("p", jsonl(VALID, record, VALID), origin="events.jsonl"), **options),
+        "careful chunk": decode_batch(RawBatch("p", jsonl(VALID, record, b"oops"), origin="events.jsonl"), **options),
+        "messages": decode_batch(RawBatch("t", [good, line, good], origin="events/0"), **options),
+        "careful messages": decode_batch(RawBatch("t", [good, line, b"oops"], origin="events/0"), **options),
     }
 
 
@@ -257,6 +257,39 @@ def test_the_default_bounds_keep_money_exact_in_an_int64():
     largest_line_micros = bounds.max_line_value * 1_000_000
     assert bounds.max_price * 1_000_000 < 2**53  # price * 1e6 rounds to the exact integer
     assert largest_line_micros * 9_000 < 2**63  # thousands of maximal lines sum without wrapping
+
+
+TWICE = [  # (record, the field it gives twice, the record as its first occurrences read)
+    (b'{"event_type": "view", "ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": 2, "price": 1, "price": -5}',
+     "price", {**VALID, "price": 1}),
+    (b'{"event_type": "view", "ts": "2024-03-01T10:00:00Z", "user_id": 1, "user_id": 3, "product_id": 2}',
+     "user_id", VALID),
+    ((b'{"event_type": "view", "ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": 2, "price": 1, '
+      b'"pr\\u0069ce": 2}'), "price", {**VALID, "price": 1}),
+    (b'{"event_type": "view", "event_time": "2024-03-01T10:00:00Z", "event_time": 2, "user_id": 1, "product_id": 2}',
+     "event_time", VALID),
+    ((b'{"event_type": "view", "ts": "2024-03-01T10:00:00Z", "user_id": 1, "product_id": 2, "quantity": 2, '
+      b'"quantity": null}'), "quantity", {**VALID, "quantity": 2}),
+]
+
+
+@pytest.mark.parametrize(("record", "field", "first"), TWICE)
+def test_a_field_given_twice_is_a_dead_letter_when_duplicates_are_rejected(record, field, first):
+    for placement, result in placements(record, duplicates="reject").items():
+        assert result.dead_letters.row(0, named=True)["reason"] == f"duplicate field {field}", placement
+
+
+@pytest.mark.parametrize(("record", "field", "first"), TWICE)
+def test_a_field_given_twice_counts_its_first_occurrence_by_default(record, field, first):
+    expected = decode_lines(first).events
+    for result in placements(record).values():
+        assert_frame_equal(result.events[1:2], expected, check_exact=True)
+
+
+def test_keys_of_nested_objects_are_no_duplicates():
+    record = {**VALID, "session_id": {"price": 1, "inner": {"price": 2}}, "price": 3}
+    for placement, result in placements(record, duplicates="reject").items():
+        assert result.events["price"].to_list()[1] == 3.0, placement
 
 
 def test_a_message_may_start_with_a_byte_order_mark():

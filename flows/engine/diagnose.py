@@ -106,19 +106,31 @@ def _top_level(line: bytes) -> _Pairs | None:
     return value if isinstance(value, _Pairs) else None
 
 
-def misread_reason(line: bytes, keys: Mapping[str, Collection[str]]) -> str | None:
+def misread_reason(line: bytes, keys: Mapping[str, Collection[str]], *, duplicates: bool) -> str | None:
     r"""Why Polars would read this JSON object line wrongly without a word, if it would.
 
     ``keys`` maps each column read to its JSON keys, first key first (``ts``:
-    ``ts``, ``event_time``). A lone UTF-16 surrogate escape anywhere in a value
-    we read (``"\ud800"``: Polars makes it NUL, so it would equal ``"\u0000"``).
+    ``ts``, ``event_time``). With ``duplicates``, a key of ours given twice at
+    the top level (compared as JSON decodes them: ``"pr\u0069ce"`` is
+    ``price``); then a lone UTF-16 surrogate escape anywhere in a value we
+    read (``"\ud800"``: Polars makes it NUL, so it would equal ``"\u0000"``).
 
-    >>> misread_reason(b'{"brand": ["a\ud800"]}', {"brand": ("brand",)})
+    >>> misread_reason(b'{"price": 1, "user": {"price": 2}, "price": -5}', {"price": ("price",)}, duplicates=True)
+    'duplicate field price'
+    >>> misread_reason(b'{"brand": ["a\ud800"]}', {"brand": ("brand",)}, duplicates=False)
     'bad value for brand: a lone surrogate escape (\\ud800-\\udfff) is not a character'
     """
     pairs = _top_level(line)
     if pairs is None:
         return None  # Polars decides what it is
+    if duplicates:
+        names = {key for column_keys in keys.values() for key in column_keys}
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in names:
+                if key in seen:
+                    return f"duplicate field {key}"
+                seen.add(key)
     first: dict[str, object] = {}
     for key, value in pairs:
         first.setdefault(key, value)  # Polars reads a key's first occurrence

@@ -28,6 +28,7 @@ from bytewax.outputs import Sink
 from flows.engine.aggregate import Analytic
 from flows.engine.bounds import DEFAULT_BOUNDS, Bounds
 from flows.engine.decode import decode_batch
+from flows.engine.parse import Duplicates
 from flows.engine.schema import DEFAULT_PARTITION, EventBatch, RawBatch, StampedBatch
 from flows.engine.shards import ClosedWindows, SessionGather, WindowGather, WindowShard, route
 from flows.engine.summary import RunSummary, Tally
@@ -78,11 +79,13 @@ class DecodedBatch:
     dead_letters: pl.DataFrame
 
 
-def decoder(optional: Sequence[str] | None = None, *, bounds: Bounds = DEFAULT_BOUNDS) -> Callable[[Any], DecodedBatch]:
+def decoder(
+    optional: Sequence[str] | None = None, *, bounds: Bounds = DEFAULT_BOUNDS, duplicates: Duplicates = "first"
+) -> Callable[[Any], DecodedBatch]:
     """The decoding function of :func:`decode`, for sources that decode ahead.
 
     Items that are already a :class:`DecodedBatch` pass through unchanged.
-    ``bounds`` are :func:`~flows.engine.decode.decode_batch`'s.
+    ``bounds`` and ``duplicates`` are :func:`~flows.engine.decode.decode_batch`'s.
     """
     fields = tuple(optional) if optional is not None else None
 
@@ -90,7 +93,7 @@ def decoder(optional: Sequence[str] | None = None, *, bounds: Bounds = DEFAULT_B
         if isinstance(item, DecodedBatch):
             return item
         raw = as_raw_batch(item)
-        result = decode_batch(raw, fields, bounds=bounds)
+        result = decode_batch(raw, fields, bounds=bounds, duplicates=duplicates)
         events = EventBatch(raw.partition, result.events, result.records, raw.last, raw.read_at, raw.idle)
         return DecodedBatch(events, result.dead_letters)
 
@@ -104,15 +107,17 @@ def decode(
     optional: Sequence[str] | None = None,
     *,
     bounds: Bounds = DEFAULT_BOUNDS,
+    duplicates: Duplicates = "first",
 ) -> Decoded:
     """Decode raw batches into events; undecodable records become dead letters.
 
     ``optional`` names the optional event fields the flow uses (all by
     default); fields nobody uses are not parsed at all. An event outside
-    ``bounds`` is a dead letter. Batches a source already decoded
+    ``bounds`` is a dead letter, and so (with ``duplicates="reject"``) is a
+    JSON object giving a field twice. Batches a source already decoded
     (read-ahead) pass straight through.
     """
-    decoded = op.map("decode_batch", up, decoder(optional, bounds=bounds))
+    decoded = op.map("decode_batch", up, decoder(optional, bounds=bounds, duplicates=duplicates))
     events = op.map("events", decoded, lambda d: d.events)
     dead = op.filter_map(
         "dead_letters", decoded, lambda d: (d.events.partition, d.dead_letters) if d.dead_letters.height else None

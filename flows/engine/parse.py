@@ -12,9 +12,11 @@ sub-groups), a cheap Python check names suspects among the lines of groups
 that still fail, each suspect is parsed by Polars alone and the rest together
 (bisecting if Python and Polars ever disagree). Polars is the only judge, so a
 record parses to the same values, or the same reason, whichever path it took
-and whatever batch it was in. What Polars parses wrongly without a word is
+and whatever batch it was in. Two things Polars parses without a word are
 screened for on both paths: a lone UTF-16 surrogate escape in a string
-(Polars turns it into NUL; only batches with a backslash are searched).
+(Polars turns it into NUL; only batches with a backslash are searched) and,
+with ``duplicates="reject"``, a field given twice (Polars keeps the first;
+finding them costs a regex pass over every batch).
 
 A message's leading UTF-8 byte-order mark is dropped (a file's is dropped by
 the file source); anywhere else it is just bytes.
@@ -26,6 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -38,6 +41,10 @@ _BLANK = b" \t\r"
 _BLANK_LINE = re.compile(rb"(?:^|\n)[ \t\r]*(?:\n|$)")
 _FANOUT = 16
 _NARROWING_LEVELS = 2  # 16 groups, then 16 sub-groups of each that fails
+
+Duplicates = Literal["first", "reject"]
+"""A field given twice in one JSON object: the first occurrence counts (as Polars reads it), or a dead letter."""
+
 
 def _text(data: bytes) -> pl.Series:
     """Bytes as a one-value String series; bytes that are not UTF-8 read as U+FFFD (they are no key)."""
@@ -72,11 +79,13 @@ class Records:
     (an empty message is a record too, and a dead letter).
     """
 
-    def __init__(self, raw: RawBatch, wanted: tuple[str, ...]) -> None:
+    def __init__(self, raw: RawBatch, wanted: tuple[str, ...], duplicates: Duplicates = "first") -> None:
         self.raw = raw
         self.reader = reader(raw.format, raw.csv_header, wanted)
         self.parse_fn = self.reader.read
-        self.screen = raw.format == "jsonl"  # CSV has no escapes
+        self.screen = raw.format == "jsonl"  # CSV has no keys to repeat and no escapes
+        self.reject_duplicates = self.screen and duplicates == "reject"
+        self.screen_pattern = self.reader.duplicate_screen if self.reject_duplicates else LONE_SURROGATE
         self.is_chunk = isinstance(raw.payload, (bytes, bytearray, memoryview))
         self.unparseable: list[tuple[int, str]] = []
 
@@ -133,7 +142,7 @@ class Records:
         if not self.is_chunk and frame.height != len(self.raw.payload):
             return self.parse_listed(known_bad=False)  # e.g. a message of only spaces
         if self._suspect(chunk):
-            return self.parse_listed(known_bad=False)  # a lone surrogate, perhaps: look closer
+            return self.parse_listed(known_bad=False)  # a field twice, or a lone surrogate: look closer
         return frame, None
 
     def _parse_chunk(self, chunk: bytes) -> pl.DataFrame:
@@ -147,14 +156,14 @@ class Records:
         return self.parse_fn(chunk.removeprefix(BOM))
 
     def _suspect(self, chunk: bytes) -> bool:
-        """Whether a record of a chunk Polars parsed may hold a lone surrogate escape.
+        """Whether a record of a chunk Polars parsed may give a field twice or hold a lone surrogate.
 
-        Only a chunk with a backslash (an escape) is searched: finding none is
-        a memchr, ~1 ms a 16 MB chunk.
+        Without duplicate fields to look for, only a chunk with a backslash
+        (an escape) is searched: finding none is a memchr, ~1 ms a 16 MB chunk.
         """
-        if not self.screen or b"\\" not in chunk:
+        if not self.screen or not (self.reject_duplicates or b"\\" in chunk):
             return False
-        return bool(_text(chunk).str.contains(LONE_SURROGATE).item())
+        return bool(_text(chunk).str.contains(self.screen_pattern).item())
 
     def _csv_rows_exact(self, chunk: bytes, height: int) -> bool:
         """Whether every line was one row of exactly the header's width.
@@ -229,15 +238,15 @@ class Records:
         Python decides each candidate exactly.
         """
         joined = b"\n".join([lines[i] for i in indices])  # one line per index (a run of _ChunkLines may hold blanks)
-        if not indices or b"\\" not in joined:
+        if not indices or not (self.reject_duplicates or b"\\" in joined):
             return indices
         text = _text(joined)
-        if not text.str.contains(LONE_SURROGATE).item():
+        if not text.str.contains(self.screen_pattern).item():
             return indices
-        candidates = text.str.split("\n").explode().str.contains(LONE_SURROGATE).arg_true().to_list()
+        candidates = text.str.split("\n").explode().str.contains(self.screen_pattern).arg_true().to_list()
         found = {}
         for index in (indices[position] for position in candidates):
-            reason = misread_reason(lines[index], self.reader.keys)
+            reason = misread_reason(lines[index], self.reader.keys, duplicates=self.reject_duplicates)
             if reason is not None:
                 found[index] = reason
         self.unparseable += found.items()

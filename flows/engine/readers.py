@@ -15,6 +15,7 @@ import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import polars as pl
 
@@ -40,6 +41,7 @@ NUMBERS = {"price": pl.Float64, "quantity": pl.Int64}
 _REQUIRED_CSV = ({"ts", "event_time"}, {"event_type"}, {"user_id"}, {"product_id"})
 LONE_SURROGATE = r"\\u[dD][89abAB][0-9a-fA-F]{2}(?:[^\\]|\\[^u])"
 """A high surrogate escape not followed by another escape: Polars reads it as NUL (a low one it refuses)."""
+_ESCAPED_KEY = r'\\u[0-9A-Fa-f]{4}(?:[A-Za-z0-9_]|\\u[0-9A-Fa-f]{4})*"\s*:'
 # Polars' messages for lines that are not JSON objects at all (as opposed to a
 # value of another type, which a second read as text fixes).
 _NOT_JSON_LINES = re.compile(r"error parsing line|expected to contain JSON object|InvalidUtf8")
@@ -61,6 +63,18 @@ class Reader:
     read: ReadFn
     keys: dict[str, tuple[str, ...]]
     """Each column and the JSON keys it is read from, first key first (JSON only)."""
+
+    @cached_property
+    def duplicate_screen(self) -> str:
+        """A regex matching every line Polars may read wrongly without a word (a superset, checked exactly).
+
+        The same key of ours twice on one line, any key spelt with a ``\\u``
+        escape (it may be one of ours in disguise), and a lone UTF-16
+        surrogate escape (:data:`LONE_SURROGATE`).
+        """
+        names = sorted(key for keys in self.keys.values() for key in keys)
+        twice = "|".join(f'"{name}"\\s*:[^\\n]*"{name}"\\s*:' for name in names)
+        return f"{twice}|{_ESCAPED_KEY}|{LONE_SURROGATE}"
 
 
 @functools.lru_cache(maxsize=64)
