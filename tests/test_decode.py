@@ -431,6 +431,17 @@ def test_csv_lines_with_the_wrong_number_of_fields_are_dead_letters_wherever_the
         assert result.dead_letters["reason"].to_list() == ["malformed CSV (8 fields, the header has 9)"]
 
 
+def test_a_csv_line_python_cannot_count_reads_the_same_after_another_line_as_alone():
+    # A carriage return stops Python's csv module from counting the fields;
+    # Polars then padded the short line with nulls when it was not the first
+    # of its group (found by tests/test_decode_fuzz.py).
+    good = b"2019-10-01 00:00:00 UTC,view,1,2,,b,1.00,3,s"
+    odd = b'\r{"a": "x", "b": 1}'
+    alone, after = (decode_batch(rees46_batch(body)).dead_letters["reason"].to_list()
+                    for body in (odd + b"\n", good + b"\n" + odd + b"\n"))
+    assert alone == after == ["malformed CSV (unbalanced quote or bad field)"]
+
+
 def test_a_csv_header_must_name_the_required_columns():
     assert missing_csv_columns(REES46_HEADER) == []
     assert sorted(missing_csv_columns(("event_time", "event_type", "price"))) == ["product_id", "user_id"]

@@ -192,6 +192,7 @@ class Records:
         Polars disagree).
         """
         lines = self.listed.parse_lines
+        counts: dict[int, int] = {}
         if isinstance(lines, _ChunkLines):  # no blank lines by construction
             nonblank, self.unparseable = list(range(len(lines))), []
         else:
@@ -212,6 +213,12 @@ class Records:
             nonblank = self._screened(lines, nonblank)
         frames: list[pl.DataFrame] = []
         rows: list[int] = []
+        if self.raw.format == "csv" and -1 in counts.values():
+            # Python cannot count its fields: Polars judges it alone, where it
+            # cannot pad it as a short line in the middle of a group.
+            for index in (i for i in nonblank if counts[i] == -1):
+                self._bisect(lines, [index], frames, rows)
+            nonblank = [i for i in nonblank if counts[i] != -1]
         if known_bad:
             # Narrow the search with Polars first (a bad line or two in a big
             # batch costs a few dozen small parses instead of a Python check of
