@@ -120,7 +120,7 @@ class Records:
         """
         if self.is_chunk:
             chunk = bytes(self.raw.payload)
-            if not chunk.strip(_BLANK + b"\n"):
+            if chunk[:1] in (b"", b" ", b"\t", b"\r", b"\n") and not chunk.strip(_BLANK + b"\n"):
                 return empty_fields(), []
             if self.raw.format == "csv" and _BLANK_LINE.search(chunk.rstrip(_BLANK + b"\n")):
                 return self.parse_listed(known_bad=False)  # CSV blank lines would become rows
