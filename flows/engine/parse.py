@@ -244,10 +244,9 @@ class Records:
         A regex over all the lines names candidates (see :meth:`_suspect`);
         Python decides each candidate exactly.
         """
-        joined = b"\n".join([lines[i] for i in indices])  # one line per index (a run of _ChunkLines may hold blanks)
-        if not indices or not (self.reject_duplicates or b"\\" in joined):
+        if not indices or not (self.reject_duplicates or self._escapes):
             return indices
-        text = _text(joined)
+        text = _text(b"\n".join([lines[i] for i in indices]))  # one line per index (a run of _ChunkLines may hold blanks)
         if not text.str.contains(self.screen_pattern).item():
             return indices
         candidates = text.str.split("\n").explode().str.contains(self.screen_pattern).arg_true().to_list()
@@ -258,6 +257,13 @@ class Records:
                 found[index] = reason
         self.unparseable += found.items()
         return [i for i in indices if i not in found] if found else indices
+
+    @cached_property
+    def _escapes(self) -> bool:
+        """Whether any record has a backslash (a memchr for a chunk)."""
+        if self.is_chunk:
+            return b"\\" in bytes(self.raw.payload)
+        return any(b"\\" in line for line in self.listed.parse_lines)
 
     def _failing(self, lines: Sequence[bytes], indices: list[int], frames: list, rows: list[int], levels: int) -> list[int]:
         """Parse ``indices`` in groups, ``levels`` deep; keep what parses, return the lines of groups that failed."""
