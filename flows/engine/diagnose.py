@@ -117,7 +117,7 @@ def misread_reason(line: bytes, keys: Mapping[str, Collection[str]], *, duplicat
 
     >>> misread_reason(b'{"price": 1, "user": {"price": 2}, "price": -5}', {"price": ("price",)}, duplicates=True)
     'duplicate field price'
-    >>> misread_reason(b'{"brand": ["a\ud800"]}', {"brand": ("brand",)}, duplicates=False)
+    >>> misread_reason(b'{"brand": ["a\\ud800"]}', {"brand": ("brand",)}, duplicates=False)
     'bad value for brand: a lone surrogate escape (\\ud800-\\udfff) is not a character'
     """
     pairs = _top_level(line)
