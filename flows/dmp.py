@@ -53,13 +53,14 @@ def build(
     """
     settings = settings if settings is not None else Settings.from_env()
     fields = registry.event_fields(settings)
-    source = source if source is not None else open_source(settings, prepare=decoder(fields))
+    decoding = {"bounds": settings.bounds, "duplicates": settings.duplicate_fields}
+    source = source if source is not None else open_source(settings, prepare=decoder(fields, **decoding))
     partitions = list(partitions) if partitions is not None else source_partitions(source)
     outputs = outputs if outputs is not None else build_outputs(settings)
 
     flow = Dataflow("dmp")
     raw = op.input("read", flow, source)  # RawBatch per source partition
-    decoded = decode("decode", raw, fields)  # Decoded(events, dead_letters, tallies)
+    decoded = decode("decode", raw, fields, **decoding)  # Decoded(events, dead_letters, tallies)
     stamped = stamp_event_time(  # StampedBatch: quarantine, watermark per event, duplicates dropped
         "stamp_event_time", decoded.events, settings.allowed_lateness_ms, settings.dedup_horizon_ms,
         screen=settings.screen,

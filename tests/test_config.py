@@ -40,6 +40,10 @@ def test_every_variable_is_read():
         "DMP_IDLE_TIMEOUT": "15s",
         "DMP_DEDUP": "false",
         "DMP_FUTURE_TOLERANCE": "2h",
+        "DMP_MAX_PRICE": "5000",
+        "DMP_MAX_QUANTITY": "99",
+        "DMP_MAX_LINE_VALUE": "100000",
+        "DMP_DUPLICATE_FIELDS": "reject",
         "DMP_EARLIEST_EVENT_TIME": "2010-01-01T00:00:00Z",
         "DMP_CLOCK_TOLERANCE": "5m",
         "DMP_TOP_N": "3",
@@ -115,6 +119,8 @@ def test_every_variable_is_read():
         300_000, 90_000, 3, 4, 65_536, 0, False)
     assert (s.window, s.idle_timeout_ms, s.dedup, s.dedup_horizon_ms) == (SlidingWindow(300_000, 60_000), 15_000, False, None)
     assert (s.future_tolerance_ms, s.earliest_event_ms, s.clock_tolerance_ms) == (7_200_000, 1_262_304_000_000, 300_000)
+    assert (s.bounds.max_price, s.bounds.max_quantity, s.bounds.max_line_value, s.duplicate_fields) == (
+        5000.0, 99, 100_000.0, "reject")
     assert (s.analytics, s.session_gap_ms, s.funnel_window_ms) == (("sessions", "trends"), 1_200_000, 7_200_000)
     assert (s.reco_half_life_ms, s.reco_interval_ms, s.reco_top_k, s.reco_neighbours, s.reco_basket_limit) == (
         259_200_000, 1_800_000, 5, 40, 12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import pickle
@@ -84,6 +85,26 @@ def test_a_file_partition_resumes_after_its_snapshot(jsonl_file: Path, tmp_path:
     whole = read_all(source, str(target))
     assert b"".join(b.payload for b in head + tail) == b"".join(b.payload for b in whole)
     assert tail[0].first_line == head[-1].first_line + head[-1].payload.count(b"\n")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".csv"])
+def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_record(jsonl_file: Path, tmp_path: Path,
+                                                                                 suffix: str):
+    body = b"".join(DATA.read_bytes().splitlines(keepends=True)[:80]) if suffix == ".csv" else jsonl_file.read_bytes()
+    target = tmp_path / f"bom{suffix}"
+    marked = codecs.BOM_UTF8 + body
+    target.write_bytes(gzip.compress(marked) if suffix.endswith(".gz") else marked)
+    plain = tmp_path / f"plain{suffix.removesuffix('.gz')}"
+    plain.write_bytes(body)
+    for batch_bytes in (4096, 1 << 20):
+        events, dead = decoded(read_all(FileSource([target], batch_bytes=batch_bytes), str(target)))
+        expected, expected_dead = decoded(read_all(FileSource([plain], batch_bytes=batch_bytes), str(plain)))
+        assert_frame_equal(events, expected)
+        assert dead["reason"].to_list() == expected_dead["reason"].to_list()
+    first = FileSource([target], batch_bytes=4096).build_part("r", str(target), None)
+    drain(first, limit=1)
+    tail = read_all(FileSource([target], batch_bytes=4096), str(target), resume=first.snapshot())
+    assert tail and not tail[0].payload.startswith(codecs.BOM_UTF8)  # a resumed file starts past the mark
 
 
 def test_the_rees46_sample_streams_with_its_header_on_every_batch(tmp_path: Path):

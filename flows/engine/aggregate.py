@@ -26,8 +26,8 @@ reports use.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 

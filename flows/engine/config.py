@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from flows.engine.bounds import Bounds
 from flows.engine.errors import ConfigError
 from flows.engine.screen import Screen
 from flows.engine.setting import (
@@ -238,6 +239,16 @@ class Settings(Group):
     clock_tolerance_ms: int = setting("DMP_CLOCK_TOLERANCE", "1h", duration,
                                       "Live sources (Kafka, a paced simulator): events this far ahead of the wall "
                                       "clock are quarantined; `0` off", at_least(0))
+    max_price: float = setting("DMP_MAX_PRICE", "1000000000", number,
+                               "A price above this (currency units) makes the record a dead letter", positive)
+    max_quantity: int = setting("DMP_MAX_QUANTITY", "1000000", integer,
+                                "A quantity above this makes the record a dead letter", at_least(1))
+    max_line_value: float = setting("DMP_MAX_LINE_VALUE", "1000000000", number,
+                                    "A price x quantity above this makes the record a dead letter", positive)
+    duplicate_fields: Literal["first", "reject"] = setting(
+        "DMP_DUPLICATE_FIELDS", "first", choice("first", "reject"),
+        "A JSON record with a field given twice: `first` (the first wins) or `reject` (a dead letter; decoding "
+        "costs ~1.6x)")
     dedup: bool = setting("DMP_DEDUP", "true", boolean,
                            "Drop events whose `event_id` their partition delivered before (within the allowed "
                            "lateness plus the longest window of the analytics that run), counted in `quality`")
@@ -351,6 +362,15 @@ class Settings(Group):
         from flows.engine.analytics.registry import dedup_extent_ms
 
         return self.allowed_lateness_ms + dedup_extent_ms(self)
+
+    @property
+    def bounds(self) -> Bounds:
+        """The decoder's limits on an event's numbers (:mod:`flows.engine.bounds`)."""
+        try:
+            return Bounds(max_price=self.max_price, max_quantity=self.max_quantity,
+                          max_line_value=self.max_line_value)
+        except ValueError as ex:
+            raise ConfigError(f"DMP_MAX_PRICE / DMP_MAX_QUANTITY / DMP_MAX_LINE_VALUE: {ex}") from None
 
     @property
     def live(self) -> bool:

@@ -28,8 +28,10 @@ from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
 from flows.engine.aggregate import WindowSpec
+from flows.engine.bounds import DEFAULT_BOUNDS, Bounds
 from flows.engine.counts import Counts
 from flows.engine.decode import decode_batch
+from flows.engine.parse import Duplicates
 from flows.engine.routing import route
 from flows.engine.schema import DEFAULT_PARTITION, ClosedWindows, EventBatch, RawBatch, StampedBatch
 from flows.engine.screen import Screen
@@ -81,10 +83,13 @@ class DecodedBatch:
     dead_letters: pl.DataFrame
 
 
-def decoder(optional: Sequence[str] | None = None) -> Callable[[Any], DecodedBatch]:
+def decoder(
+    optional: Sequence[str] | None = None, *, bounds: Bounds = DEFAULT_BOUNDS, duplicates: Duplicates = "first"
+) -> Callable[[Any], DecodedBatch]:
     """The decoding function of :func:`decode`, for sources that decode ahead.
 
     Items that are already a :class:`DecodedBatch` pass through unchanged.
+    ``bounds`` and ``duplicates`` are :func:`~flows.engine.decode.decode_batch`'s.
     """
     fields = tuple(optional) if optional is not None else None
 
@@ -92,7 +97,7 @@ def decoder(optional: Sequence[str] | None = None) -> Callable[[Any], DecodedBat
         if isinstance(item, DecodedBatch):
             return item
         raw = as_raw_batch(item)
-        result = decode_batch(raw, fields)
+        result = decode_batch(raw, fields, bounds=bounds, duplicates=duplicates)
         records = source_records(raw, result.events.height + result.dead_letters.height)
         events = EventBatch(raw.partition, result.events, records, raw.last, raw.read_at, raw.idle,
                             result.dead_letters.height)
@@ -121,14 +126,23 @@ def source_records(raw: RawBatch, decoded: int) -> int:
 
 
 @operator
-def decode(step_id: str, up: Stream[Any], optional: Sequence[str] | None = None) -> Decoded:
+def decode(
+    step_id: str,
+    up: Stream[Any],
+    optional: Sequence[str] | None = None,
+    *,
+    bounds: Bounds = DEFAULT_BOUNDS,
+    duplicates: Duplicates = "first",
+) -> Decoded:
     """Decode raw batches into events; undecodable records become dead letters.
 
     ``optional`` names the optional event fields the flow uses (all by
-    default); fields nobody uses are not parsed at all. Batches a source
-    already decoded (read-ahead) pass straight through.
+    default); fields nobody uses are not parsed at all. An event outside
+    ``bounds`` is a dead letter, and so (with ``duplicates="reject"``) is a
+    JSON object giving a field twice. Batches a source already decoded
+    (read-ahead) pass straight through.
     """
-    decoded = op.map("decode_batch", up, decoder(optional))
+    decoded = op.map("decode_batch", up, decoder(optional, bounds=bounds, duplicates=duplicates))
     events = op.map("events", decoded, lambda d: d.events)
     dead = op.filter_map(
         "dead_letters", decoded, lambda d: (d.events.partition, d.dead_letters) if d.dead_letters.height else None

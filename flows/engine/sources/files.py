@@ -5,11 +5,14 @@ In: one or more paths (``.jsonl``/``.ndjson``/``.json``/``.csv``, optionally
 each, so a 5 GB file never sits in memory. Each file is one source
 partition (its name is the path); its position (byte offset and line
 number) is the partition's snapshot, so a resumed run re-reads nothing that
-was already snapshotted. A file's final batch has ``last=True``.
+was already snapshotted. A file's final batch has ``last=True``. A UTF-8
+byte-order mark at the start of a file is dropped (a CSV's is read with
+its header).
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import io
@@ -21,8 +24,8 @@ import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from flows.engine.config import InputFormat
-from flows.engine.decode import missing_csv_columns
 from flows.engine.errors import ConfigError, SourceError
+from flows.engine.readers import missing_csv_columns
 from flows.engine.schema import RawBatch, RecordFormat
 
 _JSON_SUFFIXES = {".jsonl", ".ndjson", ".json"}
@@ -171,6 +174,8 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         return int(np.count_nonzero(mask))
 
     def _batch(self, chunk: bytes, lines: int, *, last: bool) -> RawBatch:
+        if self.position.offset == 0 and chunk.startswith(codecs.BOM_UTF8):
+            chunk = chunk[len(codecs.BOM_UTF8) :]  # not part of the first record
         return RawBatch(
             partition=self.name,
             payload=chunk,
