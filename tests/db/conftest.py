@@ -24,7 +24,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.db.helpers import SMALL_SIM, bytewax_run, free_port, read_tables
+from tests.db.helpers import PACED, SMALL_SIM, bytewax_run, free_port, read_tables
 
 SHARED = "postgresql://postgres@127.0.0.1:5432"
 
@@ -145,21 +145,28 @@ def restarted_after(private_pg: PrivatePostgres) -> Iterator[PrivatePostgres]:
 # -- reference runs: one worker, the small simulation, files and database ----------------
 
 
-def reference_run(out_dir: Path, url: str) -> dict:
-    done = bytewax_run(settings={**SMALL_SIM, "DMP_OUT_DIR": str(out_dir), "DMP_DB_URL": url})
+def reference_run(out_dir: Path, url: str | None, sim: dict[str, str] = SMALL_SIM) -> dict:
+    """``url=None``: the embedded default, a SQLite file in the outputs' directory."""
+    done = bytewax_run(settings={**sim, "DMP_OUT_DIR": str(out_dir), **({"DMP_DB_URL": url} if url else {})})
     assert done.returncode == 0, done.stderr
+    url = url or f"sqlite:///{out_dir / 'dmp.sqlite'}"
     return {"url": url, "out": out_dir, "tables": read_tables(url), "run": done}
 
 
 @pytest.fixture(scope="session")
 def sqlite_reference(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("reference-sqlite")
-    return reference_run(out, f"sqlite:///{out / 'dmp.sqlite'}")
+    return reference_run(tmp_path_factory.mktemp("reference-sqlite"), None)
 
 
 @pytest.fixture(scope="session")
 def pg_reference(tmp_path_factory, pg_databases) -> dict:
     return reference_run(tmp_path_factory.mktemp("reference-pg"), pg_databases("reference"))
+
+
+@pytest.fixture(scope="session")
+def paced_reference(tmp_path_factory) -> dict:
+    """An uninterrupted run of the paced simulation (:data:`~tests.db.helpers.PACED`)."""
+    return reference_run(tmp_path_factory.mktemp("reference-paced"), None, PACED)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
