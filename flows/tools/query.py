@@ -61,8 +61,8 @@ def named_parser(query: NamedQuery) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    names = [a for a in argv if not a.startswith("-")]
-    query = QUERIES.get(names[0]) if names else None
+    _, rest = _common().parse_known_args(argv)
+    query = QUERIES.get(rest[0]) if rest else None
     try:
         if query is not None:
             argv.remove(query.name)
@@ -96,8 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def render(names: Sequence[str], rows: Sequence[tuple], fmt: str = "table", max_rows: int = 200) -> str:
-    """Rows as a table (Polars' layout), CSV or JSON Lines."""
+    """Rows as a table (Polars' layout), CSV or JSON Lines; the same in both dialects.
+
+    Instants show as the JSON Lines show them (ISO-8601 UTC with ``Z``; SQLite
+    holds them so already), PostgreSQL's exact decimals as the nearest float
+    (whole ones, such as a ``sum`` of integers, as integers).
+    """
     frame = pl.DataFrame([list(r) for r in rows], schema=list(names), orient="row", infer_schema_length=None)
+    frame = frame.with_columns(
+        [pl.col(name).dt.convert_time_zone("UTC").dt.strftime(_iso(frame[name])) for name, dtype in frame.schema.items()
+         if isinstance(dtype, pl.Datetime)]
+        + [pl.col(name).cast(pl.Int64 if dtype.scale == 0 else pl.Float64)  # sum(bigint) is a NUMERIC
+           for name, dtype in frame.schema.items() if isinstance(dtype, pl.Decimal)])
     if fmt == "csv":
         return frame.write_csv().rstrip("\n")
     if fmt == "json":
@@ -108,6 +118,11 @@ def render(names: Sequence[str], rows: Sequence[tuple], fmt: str = "table", max_
     more = f"\n({frame.height:,} rows, {max_rows} shown: --max-rows, or --format csv)" if frame.height > max_rows \
         else ""
     return shown + (more or f"\n({frame.height:,} row{'' if frame.height == 1 else 's'})")
+
+
+def _iso(times: pl.Series) -> str:
+    whole = times.is_null().all() or (times.dt.millisecond().fill_null(0) == 0).all()
+    return "%Y-%m-%dT%H:%M:%SZ" if whole else "%Y-%m-%dT%H:%M:%S%.3fZ"
 
 
 def _fail(message: str) -> int:

@@ -102,17 +102,30 @@ class Database:
             with contextlib.suppress(*self.dialect.errors):  # a connection already lost has nothing left to close
                 self._connection.close()
             self._connection = None
+        self._prepared.clear()  # staging tables die with their connection
 
     def ensure_schema(self, streams: Sequence[OutputStream]) -> list[str]:
         """Create the missing tables, indexes and views, check the existing ones; the tables created."""
         return self._retrying(f"DMP_DB_URL={self.url}: creating the schema", lambda: ensure_schema(
             self.dialect, self.connection, streams, f"DMP_DB_URL={self.url}"))
 
+    def prepare(self, streams: Sequence[OutputStream]) -> None:
+        """Ready this connection to write ``streams`` (at start-up: a missing privilege shows now, not mid-run)."""
+
+        def attempt() -> None:
+            connection = self.connection
+            for stream in streams:
+                if stream.name not in self._prepared:
+                    self.dialect.prepare(connection, stream)
+                    self._prepared.add(stream.name)
+
+        self._retrying(f"DMP_DB_URL={self.url}: preparing to write", attempt)
+
     def write(self, stream: OutputStream, frame: pl.DataFrame) -> None:
         """Upsert typed rows of ``stream`` in one transaction, retrying for up to ``retry_s``."""
 
         def attempt() -> None:
-            connection = self.connection
+            connection = self.connection  # first: a new connection has nothing prepared
             if stream.name not in self._prepared:
                 self.dialect.prepare(connection, stream)
                 self._prepared.add(stream.name)

@@ -92,6 +92,7 @@ def open_db_sinks(settings: Settings, streams: Sequence[OutputStream]) -> dict[s
     database = Database.open(url, retry_s=retry_s)
     try:
         database.ensure_schema([*declared(), *streams])
+        database.prepare(streams)
     finally:
         database.close()
     return {stream.name: DbSink(url, stream, retry_s) for stream in streams}
