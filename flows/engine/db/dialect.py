@@ -85,7 +85,10 @@ def json_array(expr: pl.Expr) -> pl.Expr:
 
 
 def first_line(error: BaseException) -> str:
-    """A driver's message on one line (libpq's span several, with tabs)."""
+    """A driver's message on one line (libpq's span several, with tabs; a server's error without its SQL)."""
+    primary = getattr(getattr(error, "diag", None), "message_primary", None)
+    if primary:
+        return str(primary)
     parts = [part.strip() for part in str(error).splitlines() if part.strip()]
     return "; ".join(parts) or type(error).__name__
 
