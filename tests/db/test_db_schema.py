@@ -221,3 +221,10 @@ def test_a_table_made_for_another_kind_is_a_mismatch_even_when_the_sql_type_is_t
 def test_the_schema_is_made_once_and_checked_after(db):
     assert "trends" in db.ensure_schema(streams())
     assert db.ensure_schema(streams()) == []
+
+
+def test_a_nul_in_text_is_kept_by_sqlite_and_replaced_in_postgresql_which_cannot_hold_it(db):
+    db.ensure_schema([KINDS])
+    db.write(KINDS, KINDS.conform(pl.DataFrame({"id": [1], "text": ["a\x00b"], "texts": [["c\x00"]]})))
+    row = db.read(KINDS).select("text", "texts").row(0)
+    assert row == (("a\x00b", ["c\x00"]) if dialect_of(db) == "sqlite" else ("a\ufffdb", ["c\ufffd"]))

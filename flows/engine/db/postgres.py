@@ -48,13 +48,18 @@ def pg_array(expr: pl.Expr, element: Any) -> pl.Expr:
     return pl.when(expr.is_null()).then(None).otherwise(pl.concat_str(pl.lit("{"), items.list.join(","), pl.lit("}")))
 
 
+def _text(text: pl.Expr) -> pl.Expr:
+    """PostgreSQL's text cannot hold NUL: it becomes U+FFFD (a record's exact bytes are in ``dead_letters.raw``)."""
+    return text.str.replace_all("\x00", "\ufffd", literal=True)
+
+
 def _quoted(text: pl.Expr) -> pl.Expr:
-    escaped = text.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+    escaped = _text(text).str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
     return pl.concat_str(pl.lit('"'), escaped, pl.lit('"'))
 
 
 TYPES: Mapping[str, SqlType] = {
-    "text": SqlType("TEXT", pl.String()),
+    "text": SqlType("TEXT", pl.String(), _text),
     "int": SqlType("BIGINT", pl.Int64()),
     "float": SqlType("DOUBLE PRECISION", pl.Float64()),
     "bool": SqlType("BOOLEAN", pl.Boolean()),
