@@ -157,7 +157,9 @@ class Database:
             except (DbUnavailableError, *self.dialect.errors) as ex:
                 message = ex.reason if isinstance(ex, DbUnavailableError) else self.url.hide(first_line(ex))
                 if not isinstance(ex, DbUnavailableError) and not self.dialect.transient(ex):
-                    raise DbWriteError(f"{_what(what)}: {self.dialect.name} refused it: {message}") from None
+                    refused = f"{_what(what)}: {self.dialect.name} refused it: {message}"
+                    self._say(refused)
+                    raise DbWriteError(refused) from None
                 self.close()
                 now = self.clock()
                 if deadline is None:
