@@ -1,6 +1,6 @@
 """What writing the results database costs: CPU-seconds per million result rows, and in a default run.
 
-    python bench/db_throughput.py                       # 1M rows, and 3 default runs of each sink set
+    python bench/db_throughput.py                       # 1M rows, and 5 default runs of each sink set
     python bench/db_throughput.py --rows 200000 --runs 1
     python bench/db_throughput.py --pg postgresql://postgres@127.0.0.1:5432/postgres
 
@@ -19,7 +19,7 @@ server's machine); wall time beside it.
 (b) The db sink's cost in a default run: ``python -m bytewax.run flows.dmp``
 (the simulator's 300,000 events by default) with ``DMP_SINK=files``,
 ``files,db`` (the embedded SQLite) and ``files,db`` into PostgreSQL, each in
-a fresh process, median of ``--runs``: the job's CPU (user + system) and
+a fresh process, taking turns, median of ``--runs``: the job's CPU (user + system) and
 wall time. The server's CPU for that run is not counted (its backends come
 and go with the run).
 """
@@ -142,32 +142,32 @@ def job(settings: dict[str, str]) -> tuple[float, float]:
 
 
 def default_run_cost(args: argparse.Namespace) -> None:
-    print(f"(b) python -m bytewax.run flows.dmp, {args.events:,} simulated events, median of {args.runs}:")
+    print(f"(b) python -m bytewax.run flows.dmp, {args.events:,} simulated events, median of {args.runs} "
+          "(the variants take turns, so a change in the machine's load touches all of them):")
     admin = Database.open(DbUrl.parse(args.pg))
-    variants = {"DMP_SINK=files": {"DMP_SINK": "files"}, "DMP_SINK=files,db (SQLite)": {"DMP_SINK": "files,db"},
-                "DMP_SINK=files,db (PostgreSQL)": {"DMP_SINK": "files,db"}}
-    base = None
+    variants = {"DMP_SINK=files": "files", "DMP_SINK=files,db (SQLite)": "sqlite",
+                "DMP_SINK=files,db (PostgreSQL)": "postgresql"}
+    measured: dict[str, list[tuple[float, float]]] = {label: [] for label in variants}
     try:
-        for label, settings in variants.items():
-            cpus, walls = [], []
-            for _ in range(args.runs):
+        for _ in range(args.runs):
+            for label, kind in variants.items():
                 with tempfile.TemporaryDirectory() as out:
-                    extra = {}
-                    if "PostgreSQL" in label:
+                    settings = {"DMP_SINK": "files" if kind == "files" else "files,db", "DMP_OUT_DIR": out,
+                                "DMP_SIM_EVENTS": str(args.events)}
+                    if kind == "postgresql":
                         name = f"dmp_bench_{uuid.uuid4().hex[:8]}"
                         admin.connection.execute(f"CREATE DATABASE {name}")
-                        extra = {"DMP_DB_URL": args.pg.rsplit("/", 1)[0] + f"/{name}"}
-                    cpu, wall = job({**settings, **extra, "DMP_OUT_DIR": out, "DMP_SIM_EVENTS": str(args.events)})
-                    if extra:
+                        settings["DMP_DB_URL"] = args.pg.rsplit("/", 1)[0] + f"/{name}"
+                    measured[label].append(job(settings))
+                    if kind == "postgresql":
                         admin.connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
-                cpus.append(cpu)
-                walls.append(wall)
-            cpu, wall = statistics.median(cpus), statistics.median(walls)
-            base = base or cpu
-            print(f"  {label:32} CPU {cpu:6.2f} s  (+{cpu - base:5.2f} s, {cpu / base - 1:+6.1%})  wall {wall:6.2f} s"
-                  f"   runs: {', '.join(f'{c:.2f}' for c in cpus)}", flush=True)
     finally:
         admin.close()
+    base = statistics.median(cpu for cpu, _ in measured["DMP_SINK=files"])
+    for label, runs in measured.items():
+        cpu, wall = statistics.median(c for c, _ in runs), statistics.median(w for _, w in runs)
+        print(f"  {label:32} CPU {cpu:6.2f} s  ({cpu - base:+5.2f} s, {cpu / base - 1:+6.1%})  wall {wall:6.2f} s"
+              f"   runs: {', '.join(f'{c:.2f}' for c, _ in runs)}", flush=True)
 
 
 def main() -> None:
@@ -175,14 +175,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=300_000, help="simulated events of the default run")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", choices=("writers", "default-run"), help="one of the two parts")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres",
                         help="a PostgreSQL database whose role may create databases")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as out:
-        rows = replicate(default_rows(Path(out), args.events), args.rows)
-    writers(args, rows)
-    default_run_cost(args)
+    if args.only != "default-run":
+        with tempfile.TemporaryDirectory() as out:
+            rows = replicate(default_rows(Path(out), args.events), args.rows)
+        writers(args, rows)
+    if args.only != "writers":
+        default_run_cost(args)
 
 
 if __name__ == "__main__":
