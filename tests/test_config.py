@@ -75,7 +75,9 @@ def test_every_variable_is_read():
         "DMP_SIM_DISORDER": "3s",
         "DMP_SIM_STRAGGLER_RATE": "0",
         "DMP_SIM_MALFORMED_RATE": "0.01",
-        "DMP_SINK": "files,kafka",
+        "DMP_SINK": "files,kafka,db",
+        "DMP_DB_URL": "postgresql://dmp:pa%40ss@db.example.com:5432/results",
+        "DMP_DB_RETRY": "30s",
         "DMP_KAFKA_BROKERS": "k1:9092,k2:9092",
         "DMP_KAFKA_TOPIC": "shop.events",
         "DMP_KAFKA_START": "latest",
@@ -135,7 +137,9 @@ def test_every_variable_is_read():
     assert (sim.events_per_second, sim.start_ms, sim.speed, sim.disorder_ms) == (12.5, 1_714_514_400_000, 1.0, 3_000)
     assert (sim.straggler_rate, sim.malformed_rate) == (0.0, 0.01)
     kafka = s.kafka
-    assert s.sinks == ("files", "kafka")
+    assert s.sinks == ("files", "kafka", "db")
+    assert (s.db_url.text, s.db_url.dialect, s.db.retry_ms) == (
+        "postgresql://dmp:pa%40ss@db.example.com:5432/results", "postgresql", 30_000)
     assert (kafka.topic, kafka.start, kafka.bounded, kafka.end_offsets, kafka.batch_messages) == (
         "shop.events", "latest", True, ((0, 40), (1, 50)), 1000)
     assert (kafka.output_prefix, kafka.output_partitions) == ("shop.", 6)

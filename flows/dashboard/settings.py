@@ -18,13 +18,6 @@ from flows.engine.setting import Group, integer, setting, text
 
 LOOPBACK = "127.0.0.1"
 
-# PENDING: DMP_DB_URL is declared by the results-database sink (DMP_SINK=db), being written beside this.
-# Until it lands the dashboard reads it here, with the same default; on merge, read the sink's declaration
-# instead and delete this (and its entry in `_PENDING`).
-DB_URL = "DMP_DB_URL"
-_PENDING = (DB_URL,)
-
-
 def _port(value: str) -> int:
     port = integer(value)
     if not 1 <= port <= 65535:
@@ -73,6 +66,5 @@ def from_env(env: Mapping[str, str]) -> DashboardConfig:
     """Read and check every ``DMP_*`` variable; :class:`~flows.engine.errors.ConfigError` names a bad one."""
     from flows.engine.config import Settings
 
-    engine = Settings.from_env(env, ignore=_PENDING)
-    url = env.get(DB_URL, "").strip() or f"sqlite:///{engine.out_dir}/dmp.sqlite"
-    return DashboardConfig(DashboardSettings.read(env), url)
+    engine = Settings.from_env(env)  # DMP_DB_URL is the results database's own setting (DbSettings)
+    return DashboardConfig(DashboardSettings.read(env), engine.db_url.text)

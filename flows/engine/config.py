@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from flows.engine.bounds import Bounds
+from flows.engine.db.url import DbUrl
 from flows.engine.errors import ConfigError
 from flows.engine.screen import Screen
 from flows.engine.setting import (
@@ -51,8 +52,9 @@ from flows.engine.setting import (
 )
 
 SourceKind = Literal["sim", "file", "kafka"]
-SinkKind = Literal["files", "kafka"]
-SINK_KINDS = ("files", "kafka")
+SinkKind = Literal["files", "kafka", "db"]
+SINK_KINDS = ("files", "kafka", "db")
+SINK_EXAMPLE = "some of files, kafka and db, such as files,db or kafka,db"
 InputFormat = Literal["auto", "jsonl", "csv"]
 OutputFormat = Literal["jsonl", "parquet"]
 
@@ -199,6 +201,25 @@ class KafkaSettings(Group):
         return config
 
 
+def _url_problem(url: DbUrl) -> str | None:
+    return url.problem
+
+
+@dataclass(frozen=True)
+class DbSettings(Group):
+    """The results database (``DMP_SINK`` containing ``db``; ``python -m flows.tools.query`` reads it)."""
+
+    title = "Results database"
+
+    url: DbUrl = setting("DMP_DB_URL", "sqlite:///$DMP_OUT_DIR/dmp.sqlite", DbUrl.parse,
+                         "`sqlite:///path/to/file.sqlite` (four slashes for an absolute path; `$DMP_OUT_DIR` is the "
+                         "outputs' directory) or `postgresql://user:password@host:5432/database` (percent-encode "
+                         "special characters; the password is never logged)", _url_problem, secret=True)
+    retry_ms: int = setting("DMP_DB_RETRY", "2m", duration,
+                            "How long a write keeps retrying while the database is unreachable before the run stops "
+                            "with an error (nothing unwritten is acknowledged meanwhile)", positive)
+
+
 @dataclass(frozen=True, init=False)
 class Settings(Group):
     """Everything a flow needs to know, validated.
@@ -221,8 +242,9 @@ class Settings(Group):
                              "the files it writes")
     out_format: OutputFormat = setting("DMP_OUT_FORMAT", "jsonl", choice("jsonl", "parquet"),
                                         "File format of the outputs")
-    sinks: tuple[SinkKind, ...] = setting("DMP_SINK", "files", choices(SINK_KINDS, "files, kafka or files,kafka"),
-                                           "Where outputs go: `files`, `kafka`, or both (`files,kafka`)")
+    sinks: tuple[SinkKind, ...] = setting("DMP_SINK", "files,db", choices(SINK_KINDS, SINK_EXAMPLE),
+                                           "Where outputs go, any of `files`, `kafka` and `db` (the results database "
+                                           "at `DMP_DB_URL`), e.g. `files`, `kafka,db`, `files,kafka,db`")
     analytics: tuple[str, ...] = setting("DMP_ANALYTICS", _all_analytics, choices(_analytic_names),
                                           "Analytics `flows.dmp` runs (`trends` includes the leaderboard)")
     allowed_lateness_ms: int = setting("DMP_ALLOWED_LATENESS", "30s", duration,
@@ -267,6 +289,7 @@ class Settings(Group):
                              "Print a run summary and write `summary.json` at the end of a bounded run")
     sim: SimSettings = dataclasses.field(default_factory=SimSettings)
     kafka: KafkaSettings = dataclasses.field(default_factory=KafkaSettings)
+    db: DbSettings = dataclasses.field(default_factory=DbSettings)
     groups: tuple[Group, ...] = dataclasses.field(default_factory=lambda: tuple(g() for g in _analytic_groups()))
 
     def __init__(self, **values: Any) -> None:
@@ -312,7 +335,7 @@ class Settings(Group):
             raise ConfigError("DMP_KAFKA_BROKERS: is required when DMP_SOURCE=kafka or DMP_SINK includes kafka "
                               "(host:port,...)")
         if not self.sinks or any(kind not in SINK_KINDS for kind in self.sinks):
-            raise ConfigError(f"DMP_SINK: expected files, kafka or files,kafka; got {self.sinks!r}")
+            raise ConfigError(f"DMP_SINK: expected {SINK_EXAMPLE}; got {self.sinks!r}")
         if self.source == "file" and not self.input:
             raise ConfigError("DMP_INPUT: is required when DMP_SOURCE=file (a path or glob of .jsonl/.csv files)")
         known = _analytic_names()
@@ -338,15 +361,21 @@ class Settings(Group):
             **own,
             sim=SimSettings.read(env),
             kafka=KafkaSettings.read(env),
+            db=DbSettings.read(env),
             groups=tuple(group.read(env) for group in _analytic_groups()),
         )
 
     def group(self, kind: type[G]) -> G:
-        """The settings group of type ``kind`` (an analytic's, the simulator's or Kafka's)."""
-        for group in (self.sim, self.kafka, *self.groups):
+        """The settings group of type ``kind`` (an analytic's, the simulator's, Kafka's or the database's)."""
+        for group in (self.sim, self.kafka, self.db, *self.groups):
             if isinstance(group, kind):
                 return group
         raise KeyError(f"no settings group {kind.__name__}")
+
+    @property
+    def db_url(self) -> DbUrl:
+        """``DMP_DB_URL``, with ``$DMP_OUT_DIR`` made the outputs' directory."""
+        return self.db.url.resolve(self.out_dir)
 
     @property
     def dedup_horizon_ms(self) -> int | None:
@@ -415,11 +444,12 @@ def _env_of(group: type[Group], attr: str) -> str:
 
 
 def groups() -> tuple[type[Group], ...]:
-    """Every settings group, in the README's order: the engine's, each analytic's, Kafka's, the simulator's,
-    the dashboard's (``python -m flows.dashboard``: not a flow's, but a flow beside it knows its names)."""
+    """Every settings group, in the README's order: the engine's, each analytic's, the database's, Kafka's, the
+    simulator's, the dashboard's (``python -m flows.dashboard``: not a flow's, but a flow beside it knows its
+    names)."""
     from flows.dashboard.settings import DashboardSettings
 
-    return (Settings, *_analytic_groups(), KafkaSettings, SimSettings, DashboardSettings)
+    return (Settings, *_analytic_groups(), DbSettings, KafkaSettings, SimSettings, DashboardSettings)
 
 
 def declared() -> list[Setting]:

@@ -1,12 +1,14 @@
-"""Sinks: where each output stream goes (files, Kafka, or both).
+"""Sinks: where each output stream goes (files, Kafka, the results database, or several).
 
 :class:`Outputs` names the sinks of each stream; :func:`build_outputs` makes
-the set ``DMP_SINK`` asks for: ``$DMP_OUT_DIR/<stream>/`` files and/or
-``<DMP_KAFKA_OUTPUT_PREFIX><stream>`` topics, each from the stream's
-declaration (:class:`~flows.engine.streams.OutputStream`). Tests pass
-``TestingSink`` s. Each sink renders typed rows its own way: JSON Lines
-show times as ISO-8601 and a dead letter's bytes as text; Parquet keeps the
-types; Kafka sends JSON, and a dead letter's original bytes unchanged.
+the set ``DMP_SINK`` asks for: ``$DMP_OUT_DIR/<stream>/`` files,
+``<DMP_KAFKA_OUTPUT_PREFIX><stream>`` topics and/or a table per stream at
+``DMP_DB_URL``, each from the stream's declaration
+(:class:`~flows.engine.streams.OutputStream`). Tests pass ``TestingSink`` s.
+Each sink renders typed rows its own way: JSON Lines show times as
+ISO-8601 and a dead letter's bytes as text; Parquet keeps the types; Kafka
+sends JSON, and a dead letter's original bytes unchanged; the database
+stores each kind as its dialect's type (:mod:`flows.engine.db`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from dataclasses import dataclass
 from bytewax.outputs import Sink
 
 from flows.engine.config import Settings
+from flows.engine.sinks.db import DbSink, open_db_sinks
 from flows.engine.sinks.files import FileSink
 from flows.engine.sinks.kafka import KafkaSink, ensure_topics
 from flows.engine.sinks.summary import SummarySink
 from flows.engine.streams import OutputStream
 
-__all__ = ["FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
+__all__ = ["DbSink", "FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
 
 Sinks = Sink | Sequence[Sink]
 
@@ -52,10 +55,13 @@ def build_outputs(settings: Settings, streams: Sequence[OutputStream] | None = N
     if "kafka" in settings.sinks:
         topics = [f"{settings.kafka.output_prefix}{stream.name}" for stream in streams]
         ensure_topics(settings.kafka, topics, settings.kafka.output_partitions)
+    tables = open_db_sinks(settings, streams) if "db" in settings.sinks else {}
     for stream in streams:
         if "files" in settings.sinks:
             per_stream[stream.name].append(FileSink(settings.out_dir / stream.name, settings.out_format, stream=stream))
         if "kafka" in settings.sinks:
             per_stream[stream.name].append(KafkaSink(settings.kafka, stream))
+        if stream.name in tables:
+            per_stream[stream.name].append(tables[stream.name])
     summary = SummarySink(settings.out_dir if "files" in settings.sinks else None) if settings.summary else None
     return Outputs(per_stream, summary=summary)

@@ -1,0 +1,98 @@
+"""Database sinks: each output stream to its table in the results database (``DMP_SINK`` containing ``db``).
+
+In: ``(key, frame)`` items of one stream: typed rows, as its declaration
+says. Out: the rows upserted into the table of the same name at
+``DMP_DB_URL`` (:mod:`flows.engine.db`), each Bytewax batch in one
+transaction. :func:`open_db_sinks` runs at start-up: it connects, creates or
+checks the schema, and fails in one line naming ``DMP_DB_URL`` if it cannot.
+
+**One writer per table.** A stream's sink has a single partition,
+``db:<table>``; every worker lists it and Bytewax gives it to one of them,
+routing every item there. SQLite takes one writer at a time per file:
+several workers writing one table would queue on its lock for every batch.
+With one writer per table, writers of different tables (on other workers
+or processes) still take turns, but each transaction takes the lock up
+front (``BEGIN IMMEDIATE``) and waits for it (``busy_timeout``), which
+cannot deadlock, unlike transactions that read first and upgrade. In
+PostgreSQL it keeps a table's upserts from contending for the same rows
+(two transactions upserting overlapping keys in different orders can
+deadlock). And a key's rows are written in the order that one writer
+receives them.
+
+**Delivery.** A write returns once its transaction is committed, retrying
+while the database is away for up to ``DMP_DB_RETRY``
+(:class:`~flows.engine.db.database.Database`); Bytewax completes an epoch,
+and snapshots it, only after that. A resumed run replays the epochs after
+the last snapshot, and rows are deterministic, so the replayed upserts
+write the same values again: the tables end as an uninterrupted run's.
+The partition's snapshot is therefore nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import polars as pl
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from flows.engine.config import Settings
+from flows.engine.db.database import Database
+from flows.engine.db.url import DbUrl
+from flows.engine.streams import OutputStream
+
+if TYPE_CHECKING:
+    from flows.engine.db.postgres import Method
+
+
+class DbSink(FixedPartitionedSink[pl.DataFrame, None]):
+    """Writes one stream's typed frames into its table, through one partition (see the module docstring)."""
+
+    def __init__(self, url: DbUrl, stream: OutputStream, retry_s: float = 120.0, method: Method = "copy"):
+        self.url = url
+        self.stream = stream
+        self.retry_s = retry_s
+        self.method = method
+
+    def list_parts(self) -> list[str]:
+        return [f"db:{self.stream.name}"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _DbPart:
+        return _DbPart(Database(self.url, retry_s=self.retry_s, method=self.method), self.stream)
+
+
+class _DbPart(StatefulSinkPartition[pl.DataFrame, None]):
+    def __init__(self, database: Database, stream: OutputStream):
+        self.database = database
+        self.stream = stream
+
+    def write_batch(self, values: list) -> None:
+        frames = [value[1] if isinstance(value, tuple) else value for value in values]
+        frames = [frame for frame in frames if frame.height]
+        if frames:
+            frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed")
+            self.database.write(self.stream, self.stream.conform(frame))
+
+    def snapshot(self) -> None:
+        return None  # every write is committed before it returns; replays are idempotent upserts
+
+    def close(self) -> None:
+        self.database.close()
+
+
+def open_db_sinks(settings: Settings, streams: Sequence[OutputStream]) -> dict[str, DbSink]:
+    """A sink per stream, after checking the database and its schema (every declared stream gets a table).
+
+    Raises :class:`~flows.engine.db.errors.DbError` with one line naming
+    ``DMP_DB_URL`` if the database cannot be had or a table does not match.
+    """
+    from flows.engine.analytics.registry import streams as declared
+
+    url, retry_s = settings.db_url, settings.db.retry_ms / 1000
+    database = Database.open(url, retry_s=retry_s)
+    try:
+        database.ensure_schema([*declared(), *streams])
+        database.prepare(streams)
+    finally:
+        database.close()
+    return {stream.name: DbSink(url, stream, retry_s) for stream in streams}
