@@ -95,6 +95,7 @@ def test_every_variable_is_read():
         "DMP_MONITOR_INTERVAL": "0",
         "DMP_SIM_ANOMALIES": "true",
         "DMP_SIM_ANOMALY_AFTER": "2d",
+        "DMP_SIM_DURATION": "3h",
     }
     assert {s.env for s in declared()} == set(env)
     s = Settings.from_env(env)
@@ -115,7 +116,7 @@ def test_every_variable_is_read():
     assert sim.plant is False
     assert (sim.events, sim.seed, sim.partitions, sim.users, sim.products) == (1000, 7, 2, 10, 5)
     assert (sim.events_per_second, sim.start_ms, sim.speed, sim.disorder_ms) == (12.5, 1_714_514_400_000, 1.0, 3_000)
-    assert (sim.straggler_rate, sim.malformed_rate) == (0.0, 0.01)
+    assert (sim.straggler_rate, sim.malformed_rate, sim.duration_ms) == (0.0, 0.01, 10_800_000)
     kafka = s.kafka
     assert s.sinks == ("files", "kafka")
     assert (kafka.topic, kafka.start, kafka.bounded, kafka.end_offsets, kafka.batch_messages) == (

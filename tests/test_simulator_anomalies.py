@@ -124,7 +124,7 @@ def test_the_slice_factor_is_the_product_of_the_labels_active_in_it():
 
 
 def test_with_anomalies_off_the_output_is_byte_identical_to_a_run_without_the_setting():
-    base = SimSettings(events=30_000, partitions=3, users=400, products=300, malformed_rate=0.01)
+    base = SimSettings(events=30_000, partitions=3, users=400, products=300, malformed_rate=0.01, anomalies=False)
     plain, off_late, on_unstarted = (
         run_payloads(settings)
         for settings in (

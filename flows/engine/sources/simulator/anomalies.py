@@ -10,11 +10,11 @@ expected number of session starts of the slices it covers: even k a *spike*
 (x3 for 5 minutes), odd k a *drop* (x0.1 for 15 minutes), except k = 5, a
 *level shift* (x2 from its start on, forever; later anomalies multiply on
 top of it). Spikes and drops end long before the next anomaly starts.
-Sessions keep their length, so a spike's events spread over the minute or
-two after it; bundle sessions follow the rate, abandoners and big spenders
-keep their schedules. With anomalies off the output is the same as before
-they existed; with them on, slices before the level shift and outside
-spikes and drops are unchanged too.
+Sessions keep their length, so a spike's events spread over the
+minute or two after it; bundle sessions follow the rate, abandoners and big
+spenders keep their schedules. With anomalies off the output is the same as
+without them; with them on, slices before the level shift and outside
+spikes and drops are unchanged too (each slice draws its own numbers).
 """
 
 from __future__ import annotations
@@ -71,17 +71,23 @@ def anomaly_factor(settings: SimSettings, index: int) -> float:
     The spike or drop covering the slice, if any (they never overlap), times
     the level shift once it has started.
     """
+    return float(anomaly_factors(settings, np.array([index]))[0])
+
+
+def anomaly_factors(settings: SimSettings, indices: np.ndarray) -> np.ndarray:
+    """:func:`anomaly_factor` of each slice of ``indices``, at once."""
+    factor = np.ones(indices.size)
     first = _first_anomaly_slice(settings)
-    if not settings.anomalies or index < first:
-        return 1.0
-    factor = _ANOMALY_KINDS["level_shift"][0] if index >= _anomaly_slice(settings, _LEVEL_SHIFT_K) else 1.0
-    k = (index - first) // _ANOMALY_EVERY  # the only anomaly that can cover the slice
-    kind = _anomaly_kind(k)
-    if kind != "level_shift":
-        at = _anomaly_slice(settings, k)
-        rate, length = _ANOMALY_KINDS[kind]
-        if at <= index < at + length:
-            factor *= rate
+    if not settings.anomalies or not (indices >= first).any():
+        return factor
+    factor[indices >= _anomaly_slice(settings, _LEVEL_SHIFT_K)] *= _ANOMALY_KINDS["level_shift"][0]
+    covering = (indices - first) // _ANOMALY_EVERY  # the only anomaly that can cover each slice
+    for k in np.unique(covering[indices >= first]).tolist():
+        kind = _anomaly_kind(k)
+        if kind != "level_shift":
+            at = _anomaly_slice(settings, k)
+            rate, length = _ANOMALY_KINDS[kind]
+            factor[(indices >= at) & (indices < at + length)] *= rate
     return factor
 
 

@@ -1,23 +1,24 @@
 """Planted behaviour (``DMP_SIM_PLANT``, on by default): what the analytics should find, with its ground truth.
 
-In: the settings, the catalog and a slice (partition, index). Out: the
-planted sessions whose first event falls in that slice
-(:func:`plant_sessions`), and the ground truth (:func:`planted`,
-:func:`abandon_sessions`).
+In: the draws of a partition, a run of slices, their mean and actual counts
+of ordinary sessions. Out: the planted sessions whose first event falls in
+those slices (:func:`plant_sessions`), as :class:`~.shoppers.Events`; and
+the ground truth (:func:`planted`, :func:`abandon_sessions`).
 
 Five *bundles* of 2-3 mid-popularity products (popularity ranks ~50-500)
-bought together, in extra sessions (~3% of the ordinary ones, at least 0.05
-per slice and partition) where an ordinary user views, carts and buys every
-product of one bundle within ~3 minutes; ten *cart abandoners* (user ids
-599000000-599000009) whose session every 6 h (user j's k-th at ``start +
-j*17m + k*6h``) views 1-3 products and carts 1-2 but never buys or removes
-anything; five *big spenders* (599000100-599000104) who buy a product
-costing >= 500 every 2 h (user j at ``start + j*11m + k*2h``), viewed and
-carted in the minute before (user 0's first view is a minute before the
-start). Planted users belong to partition ``(user id - 500000000) %
-partitions`` like everyone else; planted events are ordinary rows of their
-slice (the one holding a session's first event), delayed and corrupted like
-the rest. With planting off the output is the same as before it existed.
+bought together, in extra sessions (0.5% of the ordinary ones, at least
+0.02 per slice and partition) where an ordinary user views, carts and buys
+every product of one bundle within ~3 minutes; ten *cart abandoners* (user
+ids 599000000-599000009) whose session every 6 h (user j's k-th at ``start
++ j*17m + k*6h``) views 1-3 products and carts 1-2 but never buys or
+removes anything; five *big spenders* (599000100-599000104) who view a
+product costing >= 500 every 2 h (user j at ``start + j*11m + k*2h``), cart
+it half a minute later and buy it a minute after the view. Nothing planted
+comes before the start. Planted users belong to partition ``(user id -
+500000000) % partitions`` like everyone else; planted events are ordinary
+rows of their slice (the one holding a session's first event), numbered
+after its ordinary sessions, delayed and corrupted like the rest. With
+planting off the output is the same as before it existed.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ import polars as pl
 
 from flows.engine.config import SimSettings
 from flows.engine.sources.simulator.catalog import FIRST_PRODUCT_ID, FIRST_USER_ID, Catalog, make_catalog
-from flows.engine.sources.simulator.shoppers import PART_SCHEMA, SLICE_MS
+from flows.engine.sources.simulator.draws import Draws, Field, integers, pick, poisson
+from flows.engine.sources.simulator.shoppers import CART, PURCHASE, SLICE_MS, VIEW, Events, spans
 
 _BUNDLES = 5
 _BUNDLE_RANKS = (50, 500)  # popularity ranks the bundle products are drawn from (large catalogs)
-_BUNDLE_SHARE = 0.03  # bundle sessions per ordinary session ...
-_BUNDLE_MIN_RATE = 0.05  # ... but at least this many per slice and partition
+_BUNDLE_SHARE = 0.005  # bundle sessions per ordinary session (they all buy: more would lift conversion) ...
+_BUNDLE_MIN_RATE = 0.02  # ... but at least this many per slice and partition
 _PLANTED_USER_INDEX = 99_000_000  # user ids 599_000_000 + ...: far above the ordinary users
 _ABANDONERS = 10  # user indices _PLANTED_USER_INDEX + 0..9
 _ABANDON_EVERY_MS = 6 * 3_600_000
@@ -45,6 +47,7 @@ _BIG_SPEND_EVERY_MS = 2 * 3_600_000
 _BIG_SPEND_STAGGER_MS = 11 * 60_000
 _BIG_SPEND_LEAD_MS = 60_000  # the view comes this long before the purchase, the cart half-way
 _BIG_PRICE = 500.0
+_SLOTS = 16  # draw items per planted session: room for its products
 
 
 @dataclass(frozen=True)
@@ -150,124 +153,113 @@ def _planted_user_index(users: int) -> int:
     return max(_PLANTED_USER_INDEX, -(-users // 1_000_000) * 1_000_000)
 
 
-def _due(index: int, offset: np.ndarray, every: int) -> tuple[np.ndarray, np.ndarray]:
-    """Schedules (times ``offset + k * every`` after the start, k >= 0) with a time in slice ``index``.
+def _planted_user_index(users: int) -> int:
+    """Index of the first planted user (user id minus 500000000): a block above every ordinary user."""
+    return max(_PLANTED_USER_INDEX, -(-users // 1_000_000) * 1_000_000)
 
-    Returns a mask and each schedule's next time from the slice's start on;
-    slice 0 also takes a first time before the start (negative ``offset``).
+
+def _scheduled(first: int, stop: int, offset: np.ndarray, every: int) -> tuple[np.ndarray, np.ndarray]:
+    """Times ``offset[j] + k * every`` (ms after the start, k >= 0) in slices ``first .. stop-1``: (j, time), by j."""
+    low = -(-(first * SLICE_MS - offset) // every)
+    high = -(-(stop * SLICE_MS - offset) // every)
+    count = np.maximum(0, high - np.maximum(low, 0))
+    j, _, k = spans(count)
+    return j, offset[j] + (np.maximum(low, 0)[j] + k) * every
+
+
+def plant_sessions(
+    draws: Draws, settings: SimSettings, catalog: Catalog, partition: int, slices: np.ndarray, means: np.ndarray,
+    counts: np.ndarray,
+) -> Events:
+    """The planted sessions whose first event falls in ``slices`` (a run of slices), for one partition.
+
+    ``means`` and ``counts``: each slice's expected and actual number of
+    ordinary sessions; planted sessions are numbered after a slice's
+    ordinary ones: bundles, then a slot per planted user.
     """
-    low = index * SLICE_MS if index > 0 else np.minimum(0, offset)
-    k = np.maximum(0, -((offset - low) // every))
-    at = offset + k * every
-    return at < (index + 1) * SLICE_MS, at
+    plan = _plan(settings, catalog)
+    first, stop = int(slices[0]), int(slices[-1]) + 1
+    parts = []
+    users_here = (settings.users - partition + settings.partitions - 1) // settings.partitions
+
+    # Bundles: an ordinary user of this partition views, carts and buys every product of one.
+    bundles = np.zeros(slices.size, dtype=np.int64)
+    if plan.bundles:
+        mean = np.maximum(_BUNDLE_SHARE * means, _BUNDLE_MIN_RATE)
+        bundles = poisson(mean, draws.uniform(slices, 0, Field.BUNDLES))
+        at, _, k = spans(bundles)
+        b_slice = slices[at]
+        sizes = np.array([b.size for b in plan.bundles])
+        which = integers(draws.uniform(b_slice, k, Field.BUNDLE_WHICH), 0, len(plan.bundles))
+        user = partition + settings.partitions * integers(draws.uniform(b_slice, k, Field.BUNDLE_USER), 0, users_here)
+        start = settings.start_ms + b_slice * SLICE_MS + integers(draws.uniform(b_slice, k, Field.BUNDLE_START), 0,
+                                                                  SLICE_MS)
+        row_of, row_first, within = spans(sizes[which])
+        bundle_first = np.cumsum(sizes) - sizes  # where each bundle starts in the flat list
+        product = np.concatenate(plan.bundles)[bundle_first[which][row_of] + within]
+        r_slice, r_item = b_slice[row_of], k[row_of] * _SLOTS + within
+        gaps = integers(draws.uniform(r_slice, r_item, Field.BUNDLE_GAP), 10_000, 40_000)
+        view = start[row_of] + _walk(gaps, row_first, sizes[which])
+        cart = view + integers(draws.uniform(r_slice, r_item, Field.BUNDLE_CART_DELAY), 2_000, 8_000)
+        checkout = cart[row_first + sizes[which] - 1] + integers(draws.uniform(b_slice, k, Field.BUNDLE_CHECKOUT),
+                                                                 20_000, 60_000)
+        buy = checkout[row_of] + 500 * within
+        number = (counts[at] + k)[row_of]
+        for kind, ts, units in ((VIEW, view, None), (CART, cart, None), (PURCHASE, buy, np.ones_like(buy))):
+            parts.append(Events.of(r_slice, number, kind, ts, user[row_of], product, units))
+
+    first_planted = _planted_user_index(settings.users)
+    slot_base = counts + bundles  # per slice: the first planted user's slot
+
+    # Cart abandoners: 1-3 views, 1-2 of them carted, on their schedule.
+    j, at_ms = _scheduled(first, stop, np.arange(_ABANDONERS) * _ABANDON_STAGGER_MS, _ABANDON_EVERY_MS)
+    mine = (first_planted + j) % settings.partitions == partition
+    j, at_ms = j[mine], at_ms[mine]
+    if j.size:
+        a_slice = at_ms // SLICE_MS
+        views = integers(draws.uniform(a_slice, j, Field.ABANDON_VIEWS), 1, 4)
+        carts = np.minimum(views, integers(draws.uniform(a_slice, j, Field.ABANDON_CARTS), 1, 3))
+        row_of, row_first, within = spans(views)
+        r_slice, r_item = a_slice[row_of], j[row_of] * _SLOTS + within
+        gaps = integers(draws.uniform(r_slice, r_item, Field.ABANDON_GAP), 15_000, 45_000)
+        view = settings.start_ms + at_ms[row_of] + _walk(gaps, row_first, views)
+        product = pick(draws.uniform(r_slice, r_item, Field.ABANDON_PRODUCT), catalog.popularity_cdf)
+        carted = within < carts[row_of]
+        cart = view[carted] + integers(draws.uniform(r_slice[carted], r_item[carted], Field.ABANDON_CART_DELAY),
+                                       3_000, 10_000)
+        number = (slot_base[a_slice - first] + j)[row_of]
+        user = np.full(view.size, first_planted) + j[row_of]
+        parts.append(Events.of(r_slice, number, VIEW, view, user, product))
+        parts.append(Events.of(r_slice[carted], number[carted], CART, cart, user[carted], product[carted]))
+
+    # Big spenders: view, cart and buy an expensive product, on their schedule.
+    j, at_ms = _scheduled(first, stop, np.arange(_BIG_SPENDERS) * _BIG_SPEND_STAGGER_MS, _BIG_SPEND_EVERY_MS)
+    user = first_planted + _BIG_SPENDER_OFFSET + j
+    mine = user % settings.partitions == partition
+    j, at_ms, user = j[mine], at_ms[mine], user[mine]
+    if j.size:
+        s_slice = at_ms // SLICE_MS
+        pick_one = integers(draws.uniform(s_slice, j, Field.SPEND_PRODUCT), 0, plan.expensive.size)
+        product, units = plan.expensive[pick_one], plan.expensive_quantity[pick_one]
+        number = slot_base[s_slice - first] + _ABANDONERS + j
+        view = settings.start_ms + at_ms
+        parts.append(Events.of(s_slice, number, VIEW, view, user, product))
+        parts.append(Events.of(s_slice, number, CART, view + _BIG_SPEND_LEAD_MS // 2, user, product))
+        parts.append(Events.of(s_slice, number, PURCHASE, view + _BIG_SPEND_LEAD_MS, user, product, units))
+    return _by_slice(parts)
 
 
-@dataclass(frozen=True)
-class PlantedSessions:
-    """A slice's planted sessions: user id per session, and their events like the ordinary parts'."""
-
-    user: np.ndarray
-    events: pl.DataFrame
-
-
-def _spans(sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For groups of ``sizes`` rows: each row's group, each group's first row, each row's place in its group."""
-    group = np.repeat(np.arange(sizes.size), sizes)
-    first = np.cumsum(sizes) - sizes
-    return group, first, np.arange(group.size) - np.repeat(first, sizes)
-
-
-def _walk(rng: np.random.Generator, sizes: np.ndarray, low_ms: int, high_ms: int) -> np.ndarray:
-    """Milliseconds after its group's first row of each row, for uniform gaps in [low_ms, high_ms)."""
-    _, first, _ = _spans(sizes)
-    gaps = rng.integers(low_ms, high_ms, size=int(sizes.sum()))
+def _walk(gaps: np.ndarray, first: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Milliseconds after its group's first row of each row, for the gaps before each row (the first's ignored)."""
+    gaps = gaps.copy()
     gaps[first] = 0
     elapsed = np.cumsum(gaps)
     return elapsed - np.repeat(elapsed[first], sizes)
 
 
-def plant_sessions(
-    settings: SimSettings, catalog: Catalog, partition: int, index: int, mean_sessions: float, first_session: int
-) -> PlantedSessions | None:
-    """The planted sessions whose first event falls in slice ``index``, for one partition (``None``: none).
-
-    Their session numbers follow the slice's ordinary ones (``first_session`` on).
-    """
-    plan = _plan(settings, catalog)
-    rng = np.random.default_rng([settings.seed, partition, index, 0x91A7])
-    start = settings.start_ms + index * SLICE_MS
-    first_planted = _planted_user_index(settings.users)
-    empty = np.empty(0, dtype=np.int64)
-
-    # Bundles: an ordinary user of this partition views, carts and buys every product of one.
-    bundles = rng.poisson(max(_BUNDLE_SHARE * mean_sessions, _BUNDLE_MIN_RATE)) if plan.bundles else 0
-    if bundles:
-        bundle_sizes = np.array([b.size for b in plan.bundles])
-        which = rng.integers(0, len(plan.bundles), size=bundles)
-        sizes = bundle_sizes[which]
-        b_session, first, within = _spans(sizes)
-        bundle_first = np.cumsum(bundle_sizes) - bundle_sizes  # where each bundle starts in the flat list
-        b_product = np.concatenate(plan.bundles)[np.repeat(bundle_first[which], sizes) + within]
-        users_here = (settings.users - partition + settings.partitions - 1) // settings.partitions
-        b_user = partition + settings.partitions * rng.integers(0, users_here, size=bundles)
-        b_view = (start + rng.integers(0, SLICE_MS, size=bundles))[b_session] + _walk(rng, sizes, 10_000, 40_000)
-        b_cart = b_view + rng.integers(2_000, 8_000, size=b_view.size)
-        checkout = b_cart[first + sizes - 1] + rng.integers(20_000, 60_000, size=bundles)
-        b_buy = checkout[b_session] + 500 * within
-    else:
-        b_session = b_product = b_user = b_view = b_cart = b_buy = empty
-
-    # Cart abandoners: 1-3 views, 1-2 of them carted, on their schedule.
-    a_index = first_planted + np.arange(_ABANDONERS)
-    due, at = _due(index, np.arange(_ABANDONERS) * _ABANDON_STAGGER_MS, _ABANDON_EVERY_MS)
-    due &= a_index % settings.partitions == partition
-    a_user = a_index[due]
-    if a_user.size:
-        views = rng.integers(1, 4, size=a_user.size)
-        carts = np.minimum(views, rng.integers(1, 3, size=a_user.size))
-        a_session, _, within = _spans(views)
-        a_view = settings.start_ms + at[due][a_session] + _walk(rng, views, 15_000, 45_000)
-        a_product = rng.choice(catalog.popularity.size, size=a_view.size, p=catalog.popularity)
-        carted = within < carts[a_session]
-        a_cart = a_view[carted] + rng.integers(3_000, 10_000, size=int(carted.sum()))
-        a_cart_session, a_cart_product = a_session[carted], a_product[carted]
-    else:
-        a_session = a_product = a_view = a_cart = a_cart_session = a_cart_product = empty
-
-    # Big spenders: view, cart and buy an expensive product, on their schedule.
-    s_index = first_planted + _BIG_SPENDER_OFFSET + np.arange(_BIG_SPENDERS)
-    due, at = _due(index, np.arange(_BIG_SPENDERS) * _BIG_SPEND_STAGGER_MS - _BIG_SPEND_LEAD_MS, _BIG_SPEND_EVERY_MS)
-    due &= s_index % settings.partitions == partition
-    s_user = s_index[due]
-    s_session = np.arange(s_user.size)
-    s_view = settings.start_ms + at[due]
-    pick = rng.integers(0, plan.expensive.size, size=s_user.size)
-    s_product, s_quantity = plan.expensive[pick], plan.expensive_quantity[pick]
-
-    user = np.concatenate([b_user, a_user, s_user])
-    if user.size == 0:
-        return None
-    a0, s0 = first_session + bundles, first_session + bundles + a_user.size  # bundles, abandoners, big spenders
-    view_ts = [b_view, a_view, s_view]
-    cart_ts = [b_cart, a_cart, s_view + _BIG_SPEND_LEAD_MS // 2]
-    buy_ts = [b_buy, s_view + _BIG_SPEND_LEAD_MS]
-    counts = [sum(a.size for a in ts) for ts in (view_ts, cart_ts, buy_ts)]
-    events = pl.DataFrame(
-        {
-            "ts": np.concatenate(view_ts + cart_ts + buy_ts),
-            "session": np.concatenate(
-                [
-                    *(b_session + first_session, a_session + a0, s_session + s0),  # views
-                    *(b_session + first_session, a_cart_session + a0, s_session + s0),  # carts
-                    *(b_session + first_session, s_session + s0),  # purchases
-                ]
-            ),
-            "product": np.concatenate(
-                [b_product, a_product, s_product, b_product, a_cart_product, s_product, b_product, s_product]
-            ),
-            "event_type": np.repeat(np.array(["view", "add_to_cart", "purchase"]), counts),
-            "quantity": [None] * (counts[0] + counts[1]) + [1] * b_buy.size + s_quantity.tolist(),
-        },
-        schema={**PART_SCHEMA, "event_type": pl.String, "quantity": pl.Int64},
-    )
-    return PlantedSessions(FIRST_USER_ID + user.astype(np.int64), events)
+def _by_slice(parts: list[Events]) -> Events:
+    """Every planted event in one part, ordered by slice (then bundles, abandoners, big spenders; then kind)."""
+    events = Events.concat(parts)
+    order = np.argsort(events.slice, kind="stable")
+    return Events(*(getattr(events, name)[order] for name in ("slice", "session", "kind", "ts", "user", "product",
+                                                                "quantity")))

@@ -1,17 +1,22 @@
-"""The simulated shop as a Bytewax source: slices in delivery order, rendered as JSON Lines, a few corrupted.
+"""The simulated shop as a Bytewax source: runs of slices in delivery order, rendered as JSON Lines.
 
 In: :class:`~flows.engine.config.SimSettings`. Out: :class:`RawBatch` items
 (JSON Lines, the same path as any file) from ``partitions`` source
-partitions, like a topic keyed by user. Each partition generates its slices
-in order and releases the events due before the next slice starts (no later
-slice can deliver anything earlier), sorted by delivery time; a given
-fraction of records is corrupted on purpose. A partition's snapshot (slice
-number, undelivered events, count) resumes it exactly.
+partitions, like a topic keyed by user. Each batch generates a run of
+slices at once (as many as make ~20,000 events; one at a time when paced by
+``speed``) and releases every event due before the next slice starts: no
+later slice can deliver anything earlier, so the events come out in one
+total order, (delivery, time, session, id), however the runs are cut. The
+records :mod:`.slices` marked are corrupted. A run ends after its records
+(``DMP_SIM_EVENTS``) or at the end of its event time (``DMP_SIM_DURATION``),
+when what is still undelivered goes out. A partition's snapshot (next slice,
+undelivered events, records emitted) resumes it exactly.
 """
 
 from __future__ import annotations
 
-import json
+import io
+import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,11 +28,14 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from flows.engine.config import SimSettings
 from flows.engine.present import iso
 from flows.engine.schema import RawBatch
+from flows.engine.sources.simulator import corruption
 from flows.engine.sources.simulator.catalog import Catalog, make_catalog
+from flows.engine.sources.simulator.draws import Draws
 from flows.engine.sources.simulator.shoppers import SLICE_MS
-from flows.engine.sources.simulator.slices import empty_slice, generate_slice
+from flows.engine.sources.simulator.slices import empty_slice, end_ms, generate_slices
 
 _BATCH_RECORDS = 20_000
+_MAX_RUN = 1_440  # slices generated at once, at most (a day): bounds a quiet run's memory
 
 
 def render(events: pl.DataFrame, catalog: Catalog, partition: int) -> pl.DataFrame:
@@ -46,23 +54,6 @@ def render(events: pl.DataFrame, catalog: Catalog, partition: int) -> pl.DataFra
         catalog.price.gather(product),
         pl.col("quantity"),
     )
-
-
-_CORRUPTIONS = (
-    lambda record: json.dumps(record)[: len(json.dumps(record)) // 2].encode(),  # truncated
-    lambda record: b"<html><body>502 Bad Gateway</body></html>",  # not JSON
-    lambda record: json.dumps({k: v for k, v in record.items() if k != "user_id"}).encode(),
-    lambda record: json.dumps({**record, "ts": "yesterday"}).encode(),
-    lambda record: json.dumps({**record, "price": -abs(record.get("price") or 1.0)}).encode(),
-    lambda record: json.dumps({**record, "event_type": "click"}).encode(),
-    lambda record: json.dumps(record).encode().replace(b'"', b'\xff"', 1),  # not UTF-8
-)
-
-
-def corrupt(records: pl.DataFrame, rng: np.random.Generator) -> list[bytes]:
-    """Malformed versions of some records, one of several realistic kinds each."""
-    kinds = rng.integers(0, len(_CORRUPTIONS), size=records.height)
-    return [_CORRUPTIONS[kind](record) for kind, record in zip(kinds, records.iter_rows(named=True))]
 
 
 @dataclass(frozen=True)
@@ -91,9 +82,9 @@ class SimSource(FixedPartitionedSource[RawBatch, SimPosition]):
         return SimPartition(self.settings, int(for_part.removeprefix("sim-")), resume_state)
 
     def quota(self, partition: int) -> int | None:
-        """Records partition ``partition`` emits in total (``None``: unbounded)."""
+        """Records partition ``partition`` emits in total (``None``: as many as its event time holds)."""
         total, parts = self.settings.events, self.settings.partitions
-        if total == 0:
+        if not total:
             return None
         return total // parts + (1 if partition < total % parts else 0)
 
@@ -104,10 +95,15 @@ class SimPartition(StatefulSourcePartition[RawBatch, SimPosition]):
         self.partition = partition
         self.name = f"sim-{partition}"
         self.catalog = make_catalog(settings.products, settings.seed)
+        self.draws = Draws(settings.seed, partition)
         self.quota = SimSource(settings).quota(partition)
+        end = end_ms(settings)
+        self.end_slice = None if end is None else -(-(end - settings.start_ms) // SLICE_MS)
         self.position = resume if resume is not None else SimPosition(0, empty_slice(), 0)
         self.started = time.monotonic()
         self.first_slice = self.position.next_slice
+        self.per_slice = settings.events_per_second * SLICE_MS / 1000 / settings.partitions  # events, on average
+        self.run = 1 if settings.speed > 0 else max(1, min(_MAX_RUN, math.ceil(_BATCH_RECORDS / self.per_slice)))
 
     def next_awake(self) -> datetime | None:
         if self.settings.speed <= 0:
@@ -122,59 +118,60 @@ class SimPartition(StatefulSourcePartition[RawBatch, SimPosition]):
             raise StopIteration
         if self.settings.speed > 0 and self.next_awake() > datetime.now(timezone.utc):  # type: ignore[operator]
             return []
-        # Generate slices until enough events are due. Every event of a later
-        # slice has deliver_at >= its ts >= the next slice's start, so the
-        # events due before that start are final and can go out in order.
-        pending = [position.undelivered]
-        index = position.next_slice
+        first = position.next_slice
+        stop = first + self.run
         remaining = None if self.quota is None else self.quota - position.emitted
-        settled, unsettled = 0, [position.undelivered]  # events surely due; frames not yet all due
-        while True:
-            frame = generate_slice(self.settings, self.catalog, self.partition, index)
-            pending.append(frame)
-            unsettled.append(frame)
-            index += 1
-            boundary = self._slice_start(index)
-            # Only the last few slices (stragglers: up to ten) can still hold undue events,
-            # so counting stays linear in the slices generated, however sparse they are.
-            partly, still = 0, []
-            for waiting in unsettled:
-                due = int((waiting["deliver_at"] < boundary).sum())
-                if due == waiting.height:
-                    settled += due
-                else:
-                    partly += due
-                    still.append(waiting)
-            unsettled = still
-            ready = settled + partly
-            if ready >= _BATCH_RECORDS or self.settings.speed > 0 or (remaining is not None and ready >= remaining):
-                break
-        events = pl.concat(pending, how="vertical")
-        due = pl.col("deliver_at") < self._slice_start(index)
+        if remaining is not None:  # no more slices than the records left fill, on average
+            stop = min(stop, first + max(1, math.ceil(remaining / self.per_slice)))
+        ended = self.end_slice is not None and stop >= self.end_slice
+        if ended:
+            stop = max(first, self.end_slice)  # type: ignore[type-var]
+        events = pl.concat([position.undelivered, generate_slices(self.settings, self.catalog, self.partition, first,
+                                                                  stop, self.draws)])
+        # Every event of a later slice is delivered at or after its start: those due before it are final.
+        due = pl.lit(True) if ended else pl.col("deliver_at") < self._slice_start(stop)
         deliver = events.filter(due).sort(["deliver_at", "ts", "session", "uid"])
         undelivered = events.filter(~due)
-        last = remaining is not None and deliver.height >= remaining
-        if last:
+        last = ended or (remaining is not None and deliver.height >= remaining)
+        if remaining is not None and deliver.height >= remaining:
             deliver = deliver.head(remaining)
-        payload = self._encode(deliver, index)
-        self.position = SimPosition(index, undelivered, position.emitted + deliver.height, done=last)
-        return [RawBatch(self.name, payload, "jsonl", origin=self.name, first_line=position.emitted + 1,
+        self.position = SimPosition(stop, undelivered, position.emitted + deliver.height, done=last)
+        if deliver.height == 0 and not last:
+            return []
+        return [RawBatch(self.name, self._encode(deliver), "jsonl", origin=self.name, first_line=position.emitted + 1,
                          lines=deliver.height, last=last)]
 
     def _slice_start(self, index: int) -> int:
         return self.settings.start_ms + index * SLICE_MS
 
-    def _encode(self, events: pl.DataFrame, index: int) -> bytes:
-        """JSON Lines of the events, a random few corrupted in place."""
+    def _encode(self, events: pl.DataFrame) -> bytes:
+        """JSON Lines of the events, those marked ``broken`` corrupted in place.
+
+        The few broken records split the batch into runs of whole ones,
+        each written by Polars in one go (splitting the whole payload into
+        lines costs more than writing it).
+        """
         records = render(events, self.catalog, self.partition)
-        rng = np.random.default_rng([self.settings.seed, self.partition, index, 0xBAD])
-        broken = rng.random(records.height) < self.settings.malformed_rate
-        if not broken.any():
-            return records.write_ndjson().encode()
-        lines = records.write_ndjson().encode().split(b"\n")
-        for row, line in zip(np.flatnonzero(broken), corrupt(records.filter(pl.Series(broken)), rng)):
-            lines[row] = line
-        return b"\n".join(lines)
+        broken = events["broken"].to_numpy()
+        rows = np.flatnonzero(broken >= 0)
+        if not rows.size:
+            return _ndjson(records)
+        bad = corruption.corrupt(records[rows], broken[rows].tolist())
+        chunks, start = [], 0
+        for row, line in zip(rows.tolist(), bad):
+            chunks += [_ndjson(records[start:row]), line, b"\n"]
+            start = row + 1
+        chunks.append(_ndjson(records[start:]))
+        return b"".join(chunks)
 
     def snapshot(self) -> SimPosition:
         return self.position
+
+
+def _ndjson(records: pl.DataFrame) -> bytes:
+    """JSON Lines, each line ending in a newline (nothing for no records)."""
+    if not records.height:
+        return b""
+    out = io.BytesIO()
+    records.write_ndjson(out)
+    return out.getvalue()
