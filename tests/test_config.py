@@ -21,7 +21,7 @@ def test_no_configuration_runs_the_simulator_into_out():
     assert settings.analytics == ("trends", "sessions", "funnel", "recommendations", "triggers", "timeseries",
                                   "anomalies")
     assert (settings.ts_bucket_ms, settings.ts_period, settings.anomaly_z, settings.monitor_interval_ms) == (
-        60_000, 1440, 5.0, 10_000)
+        600_000, 144, 5.0, 10_000)
     trends_only = settings.replace(analytics=("trends",))
     assert trends_only.dedup_horizon_ms == 90_000
 

@@ -163,6 +163,6 @@ def test_revenue_is_in_currency_and_events_without_a_category_count_only_overall
 def test_bad_time_series_settings_fail_naming_the_setting(name):
     from flows.engine.errors import ConfigError
 
-    bad = {"DMP_TS_ACF_WINDOW": "1440", "DMP_TS_PERIOD": "1", "DMP_ANOMALY_Z": "0", "DMP_TS_BUCKET": "1500ms"}
+    bad = {"DMP_TS_ACF_WINDOW": "144", "DMP_TS_PERIOD": "1", "DMP_ANOMALY_Z": "0", "DMP_TS_BUCKET": "1500ms"}
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: bad[name]})

@@ -114,10 +114,10 @@ class SimSettings(Group):
     plant: bool = setting("DMP_SIM_PLANT", "true", boolean,
                            "Plant known behaviour for the analytics to find: products bought together, "
                            "cart abandoners, big spenders (see the simulator's docstring)")
-    anomalies: bool = setting("DMP_SIM_ANOMALIES", "false", boolean,
+    anomalies: bool = setting("DMP_SIM_ANOMALIES", "true", boolean,
                                "Plant traffic anomalies with known labels: spikes, drops and one level shift "
                                "(see the simulator's docstring)")
-    anomaly_after_ms: int = setting("DMP_SIM_ANOMALY_AFTER", "4d6h", duration,
+    anomaly_after_ms: int = setting("DMP_SIM_ANOMALY_AFTER", "4d12h", duration,
                                      "Planted anomalies begin this long after the start (the detector's warm-up: "
                                      "`DMP_TS_SEASONS`+1 periods and `DMP_ANOMALY_WINDOW`)")
 

@@ -48,10 +48,11 @@ we assert. REES46's sample converts like a real shop but records few carts
 not a target. Category prices follow REES46's medians (:mod:`.catalog`).
 
 **The default run** is a week of a small shop: 1 event/s of event time on
-average (about 600,000 events, 160,000 sessions, 4,500 orders), 100,000
-shoppers, ending exactly at the end of the seventh day
-(``DMP_SIM_DURATION``), so every window, bucket and hour of the
-run is whole: a run that stopped mid-window would show its last window as
+average (about 760,000 events with the level shift's doubling, 200,000
+sessions, 5,700 orders), 100,000 shoppers, anomalies planted from day 4,
+12 h on (after the time series' warm-up at their 10-minute buckets), ending
+exactly at the end of the seventh day (``DMP_SIM_DURATION``), so every
+window, bucket and hour of the run is whole: a run that stopped mid-window would show its last window as
 a crash. No event comes before the start. ``DMP_SIM_EVENTS`` instead ends a
 run after a number of records (benchmarks, producers), wherever that falls.
 

@@ -7,10 +7,12 @@ From ``DMP_SIM_ANOMALY_AFTER`` after the start (rounded up to a whole
 minute) anomaly k = 0, 1, 2, ... starts at ``after + k*5h + jitter``
 (jitter: 0-59 whole minutes, drawn per k from the seed) and multiplies the
 expected number of session starts of the slices it covers: even k a *spike*
-(x3 for 5 minutes), odd k a *drop* (x0.1 for 15 minutes), except k = 5, a
+(x3 for 20 minutes), odd k a *drop* (x0.1 for 30 minutes), except k = 5, a
 *level shift* (x2 from its start on, forever; later anomalies multiply on
-top of it). Spikes and drops end long before the next anomaly starts.
-Sessions keep their length, so a spike's events spread over the
+top of it). Spikes and drops end long before the next anomaly starts, and
+each covers at least one whole bucket of the time series' default 10
+minutes (a 5-minute spike is diluted in a 10-minute bucket and split over
+two). Sessions keep their length, so a spike's events spread over the
 minute or two after it; bundle sessions follow the rate, abandoners and big
 spenders keep their schedules. With anomalies off the output is the same as
 without them; with them on, slices before the level shift and outside
@@ -31,7 +33,7 @@ from flows.engine.sources.simulator.shoppers import SLICE_MS
 _ANOMALY_EVERY = 5 * 3_600_000 // SLICE_MS  # anomaly k starts k * 5 h after the first ...
 _ANOMALY_JITTER = 60  # ... plus 0-59 slices
 _LEVEL_SHIFT_K = 5
-_ANOMALY_KINDS = {"spike": (3.0, 5), "drop": (0.1, 15), "level_shift": (2.0, 0)}  # factor, slices (0: forever)
+_ANOMALY_KINDS = {"spike": (3.0, 20), "drop": (0.1, 30), "level_shift": (2.0, 0)}  # factor, slices (0: forever)
 
 
 def planted_anomalies(settings: SimSettings, until_ms: int) -> pl.DataFrame:
