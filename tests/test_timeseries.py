@@ -131,8 +131,8 @@ def test_time_series_and_anomalies_equal_the_batch_recomputation(case):
 def test_a_quiet_bucket_is_a_zero_not_a_gap():
     events = [{"event_id": str(i), "event_type": "view", "ts": BASE_MS + minute * MINUTE, "user_id": "u",
                "product_id": "p", "price": 1.0, "quantity": 1} for i, minute in enumerate([0, 0, 3])]
-    config = Settings(analytics=("timeseries",), ts_ma=2, ts_period=2, ts_acf_window=3, summary=False,
-                      allowed_lateness_ms=0)
+    config = Settings(analytics=("timeseries",), ts_bucket_ms=MINUTE, ts_ma=2, ts_period=2, ts_acf_window=3,
+                      summary=False, allowed_lateness_ms=0)
     captured = CapturedOutputs()
     run(dmp.build(config, source=TestingSource([json.dumps(e) for e in events]), outputs=captured.outputs()))
     views = captured.frame("timeseries").filter(pl.col("metric") == "views")

@@ -246,7 +246,8 @@ def plant_sessions(
         parts.append(Events.of(s_slice, number, VIEW, view, user, product))
         parts.append(Events.of(s_slice, number, CART, view + _BIG_SPEND_LEAD_MS // 2, user, product))
         parts.append(Events.of(s_slice, number, PURCHASE, view + _BIG_SPEND_LEAD_MS, user, product, units))
-    return _by_slice(parts)
+    # Ordered by slice; within a slice bundles, abandoners, big spenders, each by kind.
+    return Events.concat(parts).by_slice()
 
 
 def _walk(gaps: np.ndarray, first: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -256,10 +257,3 @@ def _walk(gaps: np.ndarray, first: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     elapsed = np.cumsum(gaps)
     return elapsed - np.repeat(elapsed[first], sizes)
 
-
-def _by_slice(parts: list[Events]) -> Events:
-    """Every planted event in one part, ordered by slice (then bundles, abandoners, big spenders; then kind)."""
-    events = Events.concat(parts)
-    order = np.argsort(events.slice, kind="stable")
-    return Events(*(getattr(events, name)[order] for name in ("slice", "session", "kind", "ts", "user", "product",
-                                                                "quantity")))

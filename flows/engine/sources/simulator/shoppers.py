@@ -89,6 +89,11 @@ class Events:
     def size(self) -> int:
         return int(self.ts.size)
 
+    def by_slice(self) -> Events:
+        """The events ordered by slice, keeping their order within a slice."""
+        order = np.argsort(self.slice, kind="stable")
+        return Events(*(getattr(self, name)[order] for name in _COLUMNS))
+
 
 _COLUMNS = ("slice", "session", "kind", "ts", "user", "product", "quantity")
 

@@ -93,10 +93,9 @@ def generate_slice(settings: SimSettings, catalog: Catalog, partition: int, inde
 
 def _frame(settings: SimSettings, draws: Draws, partition: int, events: Events) -> pl.DataFrame:
     """The events (each part in slice order) as a slice frame: numbered, delivered, marked for corruption."""
-    order = np.argsort(events.slice, kind="stable")  # slice by slice, parts in order within
-    s = events.slice[order]
+    events = events.by_slice()  # slice by slice, the parts in order within each
+    s, ts = events.slice, events.ts
     _, _, rank = spans(np.unique(s, return_counts=True)[1])
-    ts = events.ts[order]
 
     # Delivery: up to disorder_ms late, a few stragglers later (one draw decides both).
     u = draws.uniform(s, rank, Field.DELIVERY)
@@ -109,17 +108,17 @@ def _frame(settings: SimSettings, draws: Draws, partition: int, events: Events) 
                       np.minimum(u / max(settings.malformed_rate, 1e-300) * corruption.KINDS, corruption.KINDS - 1),
                       -1).astype(np.int8)
 
-    session = (np.int64(partition) << (_SLICE_BITS + _NUMBER_BITS)) | (s << _NUMBER_BITS) | events.session[order]
+    session = (np.int64(partition) << (_SLICE_BITS + _NUMBER_BITS)) | (s << _NUMBER_BITS) | events.session
     frame = pl.DataFrame(
         {
             "ts": ts,
             "deliver_at": ts + delay,
-            "event_type": pl.Series(events.kind[order]).replace_strict(_KINDS, return_dtype=pl.String),
-            "user_id": FIRST_USER_ID + events.user[order],
+            "event_type": pl.Series(events.kind).replace_strict(_KINDS, return_dtype=pl.String),
+            "user_id": FIRST_USER_ID + events.user,
             "session": session,
             "uid": (s << 32) | rank,
-            "product": events.product[order],
-            "quantity": pl.Series(events.quantity[order]).replace(0, None),
+            "product": events.product,
+            "quantity": pl.Series(events.quantity).replace(0, None),
             "broken": broken,
         },
         schema=SLICE_SCHEMA,

@@ -123,9 +123,10 @@ class SimPartition(StatefulSourcePartition[RawBatch, SimPosition]):
         remaining = None if self.quota is None else self.quota - position.emitted
         if remaining is not None:  # no more slices than the records left fill, on average
             stop = min(stop, first + max(1, math.ceil(remaining / self.per_slice)))
-        ended = self.end_slice is not None and stop >= self.end_slice
-        if ended:
-            stop = max(first, self.end_slice)  # type: ignore[type-var]
+        end_slice = self.end_slice
+        ended = end_slice is not None and stop >= end_slice
+        if end_slice is not None and ended:
+            stop = max(first, end_slice)
         events = pl.concat([position.undelivered, generate_slices(self.settings, self.catalog, self.partition, first,
                                                                   stop, self.draws)])
         # Every event of a later slice is delivered at or after its start: those due before it are final.
