@@ -74,7 +74,7 @@ def session_output(row: dict) -> dict:
         "revenue": money(row["revenue_micros"]),
         "distinct_products": row["distinct_products"],
         "converted": row["purchases"] > 0,
-        "abandoned_cart": row["carts"] > 0 and row["purchases"] == 0,
+        "abandoned_cart": row["cart_micros"] > 0 and row["purchases"] == 0,
         "cart_value": money(row["cart_micros"]),
         "carted_products": row["carted"],
     }
@@ -96,7 +96,7 @@ def cart_candidates(session_rows: list[dict]) -> list[tuple]:
     return [
         (r["last"], r["user_id"], "cart_abandoned", r["cart_micros"], r["start"], r["carted"])
         for r in session_rows
-        if r["carts"] > 0 and r["purchases"] == 0
+        if r["cart_micros"] > 0 and r["purchases"] == 0
     ]
 
 

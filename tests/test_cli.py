@@ -16,7 +16,9 @@ from polars.testing import assert_frame_equal
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "rees46-2019-oct-sample.csv"
 STREAMS = ("trends", "leaderboard", "late", "dead_letters")
-SMALL_SIM = {"DMP_SIM_EVENTS": "30000", "DMP_SIM_MALFORMED_RATE": "0.002", "DMP_SIM_STRAGGLER_RATE": "0.002"}
+# Five minutes of a busy shop (the simulator's default is a week of a small one).
+SMALL_SIM = {"DMP_SIM_EVENTS": "30000", "DMP_SIM_EVENTS_PER_SECOND": "100", "DMP_SIM_MALFORMED_RATE": "0.002",
+             "DMP_SIM_STRAGGLER_RATE": "0.002"}
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ def test_no_configuration_runs_the_simulator_into_out():
     assert settings.analytics == ("trends", "sessions", "funnel", "recommendations", "triggers", "timeseries",
                                   "anomalies")
     assert (settings.ts_bucket_ms, settings.ts_period, settings.anomaly_z, settings.monitor_interval_ms) == (
-        60_000, 1440, 5.0, 10_000)
+        600_000, 144, 5.0, 10_000)
     trends_only = settings.replace(analytics=("trends",))
     assert trends_only.dedup_horizon_ms == 90_000
 
@@ -111,6 +111,7 @@ def test_every_variable_is_read():
         "DMP_SIM_ANOMALY_AFTER": "2d",
         "DMP_DASHBOARD_HOST": "0.0.0.0",
         "DMP_DASHBOARD_PORT": "9050",
+        "DMP_SIM_DURATION": "3h",
     }
     assert {s.env for s in declared()} == set(env)
     assert DashboardSettings.read(env) == DashboardSettings(host="0.0.0.0", port=9050)
@@ -135,7 +136,7 @@ def test_every_variable_is_read():
     assert sim.plant is False
     assert (sim.events, sim.seed, sim.partitions, sim.users, sim.products) == (1000, 7, 2, 10, 5)
     assert (sim.events_per_second, sim.start_ms, sim.speed, sim.disorder_ms) == (12.5, 1_714_514_400_000, 1.0, 3_000)
-    assert (sim.straggler_rate, sim.malformed_rate) == (0.0, 0.01)
+    assert (sim.straggler_rate, sim.malformed_rate, sim.duration_ms) == (0.0, 0.01, 10_800_000)
     kafka = s.kafka
     assert s.sinks == ("files", "kafka", "db")
     assert (s.db_url.text, s.db_url.dialect, s.db.retry_ms) == (

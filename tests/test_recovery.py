@@ -23,7 +23,8 @@ from flows.engine.sources import SimSource
 from flows.engine.testing import batches, interleave, windowed_flow
 from flows.engine.windows import SessionWindow, SlidingWindow
 
-SIM = SimSettings(events=12_000, partitions=2, users=300, products=80, malformed_rate=0.003, straggler_rate=0.005)
+SIM = SimSettings(events=12_000, events_per_second=100.0, partitions=2, users=300, products=80, malformed_rate=0.003,
+                  straggler_rate=0.005)  # a busy shop: two minutes of event time
 
 
 def simulated_batches() -> list:

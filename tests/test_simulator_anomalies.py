@@ -63,19 +63,19 @@ def labels(settings: SimSettings = ON, until_ms: int | None = None) -> pl.DataFr
 
 
 def test_labels_follow_the_schedule_over_a_simulated_week():
-    settings = SimSettings(anomalies=True)  # the default: anomalies from 4 days 6 hours on
+    settings = SimSettings()  # the default: anomalies from 4 days 12 hours on
     week = planted_anomalies(settings, settings.start_ms + 7 * DAY)
     assert week.schema == LABELS
-    after = settings.start_ms + 4 * DAY + 6 * HOUR
-    # 66 hours of anomalies, one every 5 hours: k = 0 .. 13.
-    assert week.height == 14 and week["start_ms"].is_sorted()
+    after = settings.start_ms + 4 * DAY + 12 * HOUR
+    # 60 hours of anomalies, one every 5 hours: k = 0 .. 11.
+    assert week.height == 12 and week["start_ms"].is_sorted()
     k = np.arange(week.height)
     assert week["kind"].to_list() == ["level_shift" if j == 5 else ("spike", "drop")[j % 2] for j in k]
     jitter = week["start_ms"].to_numpy() - (after + k * 5 * HOUR)
     assert ((jitter >= 0) & (jitter < HOUR) & (jitter % MINUTE == 0)).all()
     assert np.unique(jitter).size > 5  # a jitter, not a constant
     length = (week["end_ms"] - week["start_ms"]).to_list()
-    assert length == [0 if j == 5 else (5 * MINUTE, 15 * MINUTE)[j % 2] for j in k]
+    assert length == [0 if j == 5 else (20 * MINUTE, 30 * MINUTE)[j % 2] for j in k]
     assert week["factor"].to_list() == [2.0 if j == 5 else (3.0, 0.1)[j % 2] for j in k]
     # Each spike or drop ends well before the next anomaly starts.
     assert (week["end_ms"].head(-1) < week["start_ms"].tail(-1)).all()
@@ -124,7 +124,7 @@ def test_the_slice_factor_is_the_product_of_the_labels_active_in_it():
 
 
 def test_with_anomalies_off_the_output_is_byte_identical_to_a_run_without_the_setting():
-    base = SimSettings(events=30_000, partitions=3, users=400, products=300, malformed_rate=0.01)
+    base = SimSettings(events=30_000, partitions=3, users=400, products=300, malformed_rate=0.01, anomalies=False)
     plain, off_late, on_unstarted = (
         run_payloads(settings)
         for settings in (
@@ -156,7 +156,7 @@ def test_outside_anomalies_before_the_level_shift_the_traffic_is_unchanged():
 def test_spikes_triple_and_drops_cut_to_a_tenth_the_sessions_starting_in_their_slices(kind: str, factor: float):
     found = labels().filter(pl.col("kind") == kind).head(2)  # before the level shift
     slices = [i for s, e in zip(found["start_ms"], found["end_ms"]) for i in range(slice_of(ON, s), slice_of(ON, e))]
-    assert len(slices) == (10 if kind == "spike" else 30)
+    assert len(slices) == (40 if kind == "spike" else 60)
     assert_ratio(sessions(ON, slices), sessions(OFF, slices), factor)
 
 
@@ -178,7 +178,7 @@ def test_after_the_level_shift_traffic_stays_twice_as_high_and_spikes_ride_on_to
 
 def test_a_run_from_the_environment_shows_the_labelled_spike_in_its_session_starts():
     settings = Settings.from_env({"DMP_SIM_ANOMALIES": "true", "DMP_SIM_ANOMALY_AFTER": "0",
-                                  "DMP_SIM_EVENTS": "90000", "DMP_SIM_EVENTS_PER_SECOND": "15",
+                                  "DMP_SIM_DURATION": "3h", "DMP_SIM_EVENTS_PER_SECOND": "15",
                                   "DMP_SIM_PARTITIONS": "2",
                                   "DMP_SIM_MALFORMED_RATE": "0"}).sim
     assert settings.anomalies and settings.anomaly_after_ms == 0
@@ -194,8 +194,8 @@ def test_a_run_from_the_environment_shows_the_labelled_spike_in_its_session_star
     around = per_minute.filter(
         pl.col("minute").is_between(first - 20, first - 1) | pl.col("minute").is_between(last, last + 19)
     )["len"]
-    assert inside.len() == 5 and around.len() == 40
-    assert_ratio(int(inside.sum()), int(around.sum()), 3.0, on_units=5, off_units=40)
+    assert inside.len() == 20 and around.len() == 40
+    assert_ratio(int(inside.sum()), int(around.sum()), 3.0, on_units=20, off_units=40)
 
 
 def run_batches(settings: SimSettings) -> list[RawBatch]:

@@ -17,7 +17,7 @@ from flows.engine.decode import decode_batch
 from flows.engine.errors import ConfigError
 from flows.engine.sources import FileSource, ReadAheadSource, SimSource, open_source, source_partitions
 from flows.engine.sources.files import expand_inputs
-from flows.engine.sources.simulator import daily_cycle, make_catalog
+from flows.engine.sources.simulator import daily_cycle, generate_slices, make_catalog
 
 DATA = Path(__file__).resolve().parent / "data" / "rees46-2019-oct-sample.csv"
 
@@ -171,6 +171,30 @@ def test_a_simulator_partition_resumes_exactly_after_its_snapshot():
     tail = read_all(source, "sim-1", resume=snapshot)
     whole = read_all(source, "sim-1")
     assert [b.payload for b in head + tail] == [b.payload for b in whole]
+
+
+def test_a_slice_is_the_same_whichever_run_of_slices_it_is_generated_in():
+    settings = SimSettings(partitions=2, users=300, products=100, events_per_second=20.0, anomalies=True,
+                           anomaly_after_ms=0, malformed_rate=0.01, straggler_rate=0.01)
+    catalog = make_catalog(settings.products, settings.seed)
+    together = generate_slices(settings, catalog, 1, 0, 90)
+    apart = pl.concat([generate_slices(settings, catalog, 1, a, b) for a, b in ((0, 1), (1, 31), (31, 90))])
+    assert together.height > 0 and together["broken"].max() >= 0
+    assert_frame_equal(together, apart)
+
+
+def test_the_bytes_do_not_depend_on_how_many_slices_a_batch_generates():
+    settings = SimSettings(duration_ms=6 * 3_600_000, partitions=2, users=300, products=100, malformed_rate=0.01,
+                           straggler_rate=0.01)
+    source = SimSource(settings)
+    default = source.build_part("read", "sim-1", None)
+    small = source.build_part("read", "sim-1", None)
+    small.run = 7  # minutes per batch (the default makes ~20,000 events: the whole run here)
+    payloads = [b"".join(b.payload for b in drain(part)) for part in (default, small)]
+    assert payloads[0] == payloads[1] and payloads[0]
+    # Every partition ends at the end of its event time, the undelivered stragglers included.
+    events, _ = decoded(drain(source.build_part("read", "sim-0", None)))
+    assert events["ts"].max() < settings.start_ms + settings.duration_ms
 
 
 def test_simulated_shoppers_behave_like_shoppers():

@@ -132,8 +132,8 @@ def test_time_series_and_anomalies_equal_the_batch_recomputation(case):
 def test_a_quiet_bucket_is_a_zero_not_a_gap():
     events = [{"event_id": str(i), "event_type": "view", "ts": BASE_MS + minute * MINUTE, "user_id": "u",
                "product_id": "p", "price": 1.0, "quantity": 1} for i, minute in enumerate([0, 0, 3])]
-    config = Settings(analytics=("timeseries",), ts_ma=2, ts_period=2, ts_acf_window=3, summary=False,
-                      allowed_lateness_ms=0)
+    config = Settings(analytics=("timeseries",), ts_bucket_ms=MINUTE, ts_ma=2, ts_period=2, ts_acf_window=3,
+                      summary=False, allowed_lateness_ms=0)
     captured = CapturedOutputs()
     run(dmp.build(config, source=TestingSource([json.dumps(e) for e in events]), outputs=captured.outputs()))
     views = captured.frame("timeseries").filter(pl.col("metric") == "views")
@@ -164,6 +164,6 @@ def test_revenue_is_in_currency_and_events_without_a_category_count_only_overall
 def test_bad_time_series_settings_fail_naming_the_setting(name):
     from flows.engine.errors import ConfigError
 
-    bad = {"DMP_TS_ACF_WINDOW": "1440", "DMP_TS_PERIOD": "1", "DMP_ANOMALY_Z": "0", "DMP_TS_BUCKET": "1500ms"}
+    bad = {"DMP_TS_ACF_WINDOW": "144", "DMP_TS_PERIOD": "1", "DMP_ANOMALY_Z": "0", "DMP_TS_BUCKET": "1500ms"}
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: bad[name]})

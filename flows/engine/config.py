@@ -88,15 +88,19 @@ class SimSettings(Group):
 
     title = "Simulator"
 
-    events: int = setting("DMP_SIM_EVENTS", "300000", integer,
-                           "Events the simulator emits over all partitions; `0` runs forever", at_least(0))
+    events: int | None = setting("DMP_SIM_EVENTS", "", optional(integer),
+                                  "Records the simulator emits over all partitions, then it stops (`0`: never); "
+                                  "unset: it runs for `DMP_SIM_DURATION`", at_least(0))
+    duration_ms: int = setting("DMP_SIM_DURATION", "7d", duration,
+                                "Event time a run covers when `DMP_SIM_EVENTS` is unset: every partition stops "
+                                "at `DMP_SIM_START` plus this, so the last windows are whole; `0` runs forever")
     seed: int = setting("DMP_SIM_SEED", "42", integer, "Seed; the same seed gives the same events", at_least(0))
     partitions: int = setting("DMP_SIM_PARTITIONS", "4", integer,
                                "Source partitions (users are spread over them, like a topic keyed by user)",
                                at_least(1))
-    users: int = setting("DMP_SIM_USERS", "20000", integer, "Distinct shoppers", at_least(1))
+    users: int = setting("DMP_SIM_USERS", "100000", integer, "Distinct shoppers", at_least(1))
     products: int = setting("DMP_SIM_PRODUCTS", "2000", integer, "Catalog size", at_least(1))
-    events_per_second: float = setting("DMP_SIM_EVENTS_PER_SECOND", "100", number,
+    events_per_second: float = setting("DMP_SIM_EVENTS_PER_SECOND", "1", number,
                                         "Average event rate in event time (follows a daily cycle)", positive)
     start_ms: int = setting("DMP_SIM_START", "2024-01-01T00:00:00Z", instant,
                              "Event time of the simulation's start (ISO-8601, or `now`)")
@@ -114,10 +118,10 @@ class SimSettings(Group):
     plant: bool = setting("DMP_SIM_PLANT", "true", boolean,
                            "Plant known behaviour for the analytics to find: products bought together, "
                            "cart abandoners, big spenders (see the simulator's docstring)")
-    anomalies: bool = setting("DMP_SIM_ANOMALIES", "false", boolean,
+    anomalies: bool = setting("DMP_SIM_ANOMALIES", "true", boolean,
                                "Plant traffic anomalies with known labels: spikes, drops and one level shift "
                                "(see the simulator's docstring)")
-    anomaly_after_ms: int = setting("DMP_SIM_ANOMALY_AFTER", "4d6h", duration,
+    anomaly_after_ms: int = setting("DMP_SIM_ANOMALY_AFTER", "4d12h", duration,
                                      "Planted anomalies begin this long after the start (the detector's warm-up: "
                                      "`DMP_TS_SEASONS`+1 periods and `DMP_ANOMALY_WINDOW`)")
 

@@ -279,22 +279,22 @@ def present_alerts(rows: pl.DataFrame, bucket_ms: int, z: float) -> pl.DataFrame
 class TimeSeriesSettings(Group):
     """Time series of business metrics and their anomalies."""
 
-    ts_bucket_ms: int = setting("DMP_TS_BUCKET", "1m", duration,
+    ts_bucket_ms: int = setting("DMP_TS_BUCKET", "10m", duration,
                                 "Bucket of the time series (revenue and orders overall and per category, views "
                                 "overall)", positive, whole_seconds)
-    ts_ma: int = setting("DMP_TS_MA", "15", integer, "Buckets in the trailing moving average", at_least(1))
-    ts_period: int = setting("DMP_TS_PERIOD", "1440", integer,
-                             "Buckets in one season (1440 at 1m: daily); the trend is the mean of the last period",
+    ts_ma: int = setting("DMP_TS_MA", "6", integer, "Buckets in the trailing moving average", at_least(1))
+    ts_period: int = setting("DMP_TS_PERIOD", "144", integer,
+                             "Buckets in one season (144 at 10m: daily); the trend is the mean of the last period",
                              at_least(2))
     ts_seasons: int = setting("DMP_TS_SEASONS", "3", integer, "Past seasons whose median makes the seasonal component",
                               at_least(1))
-    ts_acf_window: int = setting("DMP_TS_ACF_WINDOW", "2880", integer,
+    ts_acf_window: int = setting("DMP_TS_ACF_WINDOW", "288", integer,
                                  "Trailing buckets the autocorrelations are computed over (longer than "
                                  "`DMP_TS_PERIOD`)", at_least(3))
     anomaly_z: float = setting("DMP_ANOMALY_Z", "5", number,
                                "Alert when a residual's robust score (distance from the median of recent residuals "
                                "in scaled MADs) reaches this", positive)
-    anomaly_window: int = setting("DMP_ANOMALY_WINDOW", "60", integer,
+    anomaly_window: int = setting("DMP_ANOMALY_WINDOW", "36", integer,
                                   "Recent residuals (buckets) whose median and MAD score the next one", at_least(5))
     anomaly_min_events: int = setting("DMP_ANOMALY_MIN_EVENTS", "5", integer,
                                       "Series averaging fewer events per bucket over the last period are not scored "

@@ -5,8 +5,8 @@ In: closed sessions (released in order, see
 revenue over a sliding event-time window. Out: trigger rows
 (:data:`TRIGGERS`):
 
-- ``cart_abandoned``: a session closed with products added to the cart and
-  no purchase; at the session's last event; ``value`` is the cart value
+- ``cart_abandoned``: a session closed with something left in the cart (a
+  cart value above 0: added minus removed) and no purchase; at the session's last event; ``value`` is the cart value
   (added minus removed), ``products`` the carted products, ``since`` the
   session start.
 - ``high_value_customer``: the user's purchase revenue over a sliding
@@ -84,7 +84,7 @@ TRIGGERS = OutputStream(
 
 def abandoned_carts(sessions: pl.DataFrame) -> pl.DataFrame:
     """Closed sessions (engine form) -> ``cart_abandoned`` candidates."""
-    abandoned = sessions.filter((pl.col("carts") > 0) & (pl.col("purchases") == 0))
+    abandoned = sessions.filter((pl.col("cart_micros") > 0) & (pl.col("purchases") == 0))
     return abandoned.select(
         pl.col("user_id"),
         pl.lit(CART_ABANDONED).alias("trigger_type"),

@@ -6,9 +6,10 @@ the one before): ``user_id``, ``session_start`` (first event),
 ``session_end`` (last event), ``duration_s``, ``events``, ``views``,
 ``carts`` (add_to_cart), ``removes``, ``purchases``, ``units``, ``revenue``
 (price x quantity over purchases), ``distinct_products`` (any event),
-``converted`` (any purchase), ``abandoned_cart`` (a cart and no purchase),
-``cart_value`` (price x quantity added to the cart minus removed, at least
-0) and ``carted_products`` (distinct products added to the cart).
+``converted`` (any purchase), ``abandoned_cart`` (something left in the
+cart, ``cart_value`` > 0, and no purchase), ``cart_value`` (price x
+quantity added to the cart minus removed, at least 0) and
+``carted_products`` (distinct products added to the cart).
 
 Every measure merges, so state is one partial row per open session (plus
 the sets of products it touched). Sessions are released in one order,
@@ -25,6 +26,14 @@ take from one session).
 >>> from flows.engine.sessions import session_partials
 >>> session_rows(session_partials(events, spec)).select("duration_s", "events", "revenue", "converted").rows()
 [(90.0, 3, 5.0, True)]
+
+A cart emptied again is not abandoned; one with something left in it is:
+
+>>> carts = pl.DataFrame({"ts": [0, 1_000, 0], "user_id": ["emptied", "emptied", "left"],
+...     "event_type": ["add_to_cart", "remove_from_cart", "add_to_cart"], "product_id": ["p", "p", "p"],
+...     "price": [2.5, 2.5, 2.5], "quantity": [1, 1, 1]})
+>>> session_rows(session_partials(carts, spec)).sort("user_id").select("user_id", "abandoned_cart", "cart_value").rows()
+[('emptied', False, 0.0), ('left', True, 2.5)]
 """
 
 from __future__ import annotations
@@ -53,8 +62,8 @@ SESSIONS = OutputStream(
     row="user session, when it closes",
     fields="`user_id`, `session_start`, `session_end` (first and last event, ISO-8601 with ms), `duration_s`, "
     "`events`, `views`, `carts`, `removes`, `purchases`, `units`, `revenue`, `distinct_products`, `converted` "
-    "(a purchase), `abandoned_cart` (a cart and no purchase), `cart_value` (price x quantity added to the cart "
-    "minus removed, at least 0), `carted_products`",
+    "(a purchase), `abandoned_cart` (something left in the cart, `cart_value` > 0, and no purchase), `cart_value` "
+    "(price x quantity added to the cart minus removed, at least 0), `carted_products`",
     key=("user_id", "session_start"),
     columns=(
         Column("user_id", TEXT, nullable=False),
@@ -114,7 +123,8 @@ def session_rows(sessions: pl.DataFrame) -> pl.DataFrame:
         money("revenue_micros").alias("revenue"),
         pl.col("products").list.len().cast(pl.Int64).alias("distinct_products"),
         (pl.col("purchases") > 0).alias("converted"),
-        ((pl.col("carts") > 0) & (pl.col("purchases") == 0)).alias("abandoned_cart"),
+        # A cart emptied again (or of products without a price) is not an abandoned cart.
+        ((pl.col("cart_micros") > 0) & (pl.col("purchases") == 0)).alias("abandoned_cart"),
         money(pl.col("cart_micros").clip(lower_bound=0)).alias("cart_value"),
         pl.col("carted").alias("carted_products"),
     ).cast(SESSIONS.schema)
