@@ -17,7 +17,6 @@ values stop it at start-up.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,7 +29,7 @@ from flows.engine.config import Settings
 from flows.engine.errors import DmpError
 from flows.engine.monitor import WorkerIdentity, batch_report, late_report, monitor, watermark_report
 from flows.engine.operators import decode, decoder, stamp_event_time, summarize, write
-from flows.engine.present import DEAD_LETTERS, LATE, QUARANTINE, quarantine_rows
+from flows.engine.present import DEAD_LETTERS, LATE, QUALITY, QUARANTINE, quarantine_rows
 from flows.engine.sinks import Outputs, build_outputs
 from flows.engine.sources import open_source, source_partitions
 from flows.engine.summary import event_tally
@@ -43,13 +42,11 @@ def build(
     source: Source | None = None,
     partitions: Sequence[str] | None = None,
     outputs: Outputs | None = None,
-    clock: Callable[[], float] = time.time,
 ) -> Dataflow:
     """Build the flow; every argument defaults to what ``DMP_*`` settings say.
 
     ``partitions`` names every partition ``source`` emits batches for (our
     sources know theirs; a ``TestingSource`` of plain records needs none).
-    ``clock`` (wall time) stamps quality rows.
     """
     settings = settings if settings is not None else Settings.from_env()
     fields = registry.event_fields(settings)
@@ -68,13 +65,15 @@ def build(
     write("write_dead_letters", decoded.dead_letters, outputs.sinks(DEAD_LETTERS.name))  # typed rows; sinks render
     quarantined = op.filter_map("quarantined", stamped, quarantine_rows)  # (partition, rows)
     write("write_quarantine", quarantined, outputs.sinks(QUARANTINE.name))
-    branches = Wiring(settings, stamped, partitions, outputs, clock)  # what every analytic draws from
+    branches = Wiring(settings, stamped, partitions, outputs)  # what every analytic draws from
     branches.tally(decoded.tallies)
     branches.measure(lambda: op.map("report_batches", decoded.tallies, batch_report))
     branches.measure(lambda: op.filter_map("report_watermarks", stamped, watermark_report))
     for analytic in registry.running(settings):  # trends, sessions, funnel, ...: flows/engine/analytics/
         analytic.wire(branches)
-    write("write_late", op.merge("late_rows", *branches.late), outputs.sinks(LATE.name))  # of every analytic
+    for stream, parts in ((LATE, branches.late), (QUALITY, branches.quality)):  # of every analytic that has them
+        if parts:
+            write(f"write_{stream.name}", op.merge(f"{stream.name}_rows", *parts), outputs.sinks(stream.name))
     late = branches.late_for_any()  # late for a window of any analytic that runs
     events = op.map("tally_events", stamped, lambda batch: event_tally(batch, late))  # duplicates, late, sales
     branches.tally(events)

@@ -266,3 +266,10 @@ def test_the_readme_stream_table_is_the_registry_s():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert stream_table() in readme, "regenerate it: see flows.engine.analytics.registry.markdown_table"
+
+
+def test_the_ops_guide_topic_table_is_the_registry_s():
+    from flows.engine.analytics.registry import topic_table
+
+    guide = (Path(__file__).resolve().parents[1] / "README-ops.md").read_text()
+    assert topic_table() in guide, "regenerate it: see flows.engine.analytics.registry.topic_table"

@@ -84,16 +84,10 @@ def test_an_aborted_run_resumed_from_recovery_gives_the_uninterrupted_results(tm
 
     assert partial < read(whole, "trends").height
     for stream in [s.name for s in streams()]:
-        if stream in ("quality", "monitoring"):  # wall-clock figures
+        if stream == "monitoring":  # wall-clock figures
             continue
         assert_frame_equal(read(resumed, stream), read(whole, stream))
-    assert_frame_equal(quality_totals(resumed), quality_totals(whole))
-
-
-def quality_totals(out_dir: Path) -> pl.DataFrame:
-    """Per-window quality counts (what a window's quality rows add up to; times are wall clock)."""
-    counts = ["events", "late", "duplicates", "dead_letters", "dropped_after_idle"]
-    return read(out_dir, "quality").group_by("window_start").agg(pl.col(counts).sum()).sort("window_start")
+    assert read(whole, "quality")["late"].sum() and read(whole, "quality")["dead_letters"].sum()
 
 
 # -- every window kind ------------------------------------------------------------------
@@ -139,7 +133,5 @@ def test_every_window_kind_resumes_to_the_uninterrupted_results(tmp_path: Path, 
 
     whole = read(tmp_path / "whole", "results")
     assert 0 < partial < whole.height
-    for stream in ("results", "late", "dead_letters"):
+    for stream in ("results", "late", "dead_letters", *(("quality",) if kind == "sliding" else ())):
         assert_frame_equal(read(tmp_path / "resumed", stream), read(tmp_path / "whole", stream))
-    if kind == "sliding":
-        assert_frame_equal(quality_totals(tmp_path / "resumed"), quality_totals(tmp_path / "whole"))

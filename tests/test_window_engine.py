@@ -13,7 +13,7 @@ from flows.engine.errors import DmpError, StateError
 from flows.engine.gather import WindowGather
 from flows.engine.placement import balanced_keys
 from flows.engine.routing import ShardUpdate, route, shard_of
-from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows, EventBatch, StampedBatch
+from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, QUALITY_SCHEMA, ClosedWindows, EventBatch, StampedBatch
 from flows.engine.sessions import merge_sessions, session_partials
 from flows.engine.shards import WindowShard
 from flows.engine.watermark import PartitionWatermark, stamp
@@ -321,7 +321,8 @@ def test_rows_reaching_a_window_closed_while_their_partition_was_idle_are_counte
     # Windows up to 3m closed while b was idle; b comes back with an event of [0, 1m).
     out, _ = shard.on_batch([update("b", 3 * MINUTE + 5, [(0, "x", 5), (3 * MINUTE, "x", 1)])])
     assert rows_of(out) == 0
-    assert out[0].dropped.rows() == [(0, 1)]  # one row (of one event) for window 0, too late to merge
+    # one row (of one event) for window 0, too late to merge, reported as of the shard's progress (3m)
+    assert out[0].dropped.rows() == [(0, 1, 3 * MINUTE)]
     final, _ = shard.on_eof()
     assert sums(final[0].rows).rows() == [(3 * MINUTE, "x", 1)]
 
@@ -373,28 +374,34 @@ def test_an_id_is_a_duplicate_only_within_the_horizon_of_the_newest_time_before_
 def test_dead_letters_before_a_partitions_first_event_are_counted_with_it():
     logic = PartitionWatermark(lateness_ms=0, dedup_horizon_ms=None, resume=None)
     empty = pl.DataFrame(schema={"ts": pl.Int64})
-    (first,), _ = logic.on_batch([EventBatch("p", empty, records=2, dead_letters=2)])
+    (first,), _ = logic.on_batch([EventBatch("p", empty, records=2, dead_letters_at=(0, 0))])
     assert first.dead_letters == 0 and first.stream_time is None
-    (second,), _ = logic.on_batch([EventBatch("p", pl.DataFrame({"ts": [70_000]}), records=2, dead_letters=1)])
+    (second,), _ = logic.on_batch([EventBatch("p", pl.DataFrame({"ts": [70_000]}), records=2, dead_letters_at=(1,))])
     assert (second.dead_letters, second.stream_time) == (3, 70_000)
+    assert second.dead_letter_times == ((70_000, 70_000),) * 3  # at the first event, with the watermark then
 
 
 # -- quality ---------------------------------------------------------------------------------
 
 
 def test_quality_rows_count_each_window_once_at_close_and_report_later_news_after():
-    now = [1_000.0]
-    gather = WindowGather(COUNT, shards=1, resume=None, clock=lambda: now[0])
-    tally = pl.DataFrame({"window_start": [0], "late": [2], "duplicates": [1], "dead_letters": [0]})
-    gather.on_batch([("tally", tally)])
-    out, _ = gather.on_batch([("closed", SHARDS_1, ClosedWindows(partials([(0, "a", 5), (0, "b", 1)]), MINUTE, 50_000))])
-    (quality,) = [item for item in out if isinstance(item, pl.DataFrame)]
-    assert quality.select("window_start", "window_end", "report", "events", "late", "duplicates").rows() == [
-        (0, MINUTE, "at_close", 2, 2, 1)
+    gather = WindowGather(COUNT, shards=1, resume=None)
+    news = pl.DataFrame({"window_start": [0], "as_of": [MINUTE], "late": [2], "duplicates": [1], "dead_letters": [0]})
+    rows = partials([(0, "a", 5), (0, "b", 1)])
+    out, _ = gather.on_batch([("closed", SHARDS_1, ClosedWindows(rows, MINUTE, 50_000, news=news))])
+    # Window 0's results go out at once; its report as of 1m waits until no shard can still add to it.
+    assert [type(item) for item in out] == [ClosedWindows]
+    out, _ = gather.on_batch([("closed", SHARDS_1, ClosedWindows(partials([]), 2 * MINUTE, 2 * MINUTE))])
+    (quality,) = out
+    assert quality.rows() == [(0, MINUTE, "at_close", MINUTE, 2, 2, 1, 0, 0)]
+    assert quality.columns == list(QUALITY_SCHEMA)
+    later = news.with_columns(pl.lit(3 * MINUTE).alias("as_of"), pl.lit(0).alias("duplicates"))
+    out, _ = gather.on_batch([("closed", SHARDS_1, ClosedWindows(partials([]), 3 * MINUTE, 3 * MINUTE, news=later))])
+    assert out == []
+    out, _ = gather.on_batch([("closed", SHARDS_1, ClosedWindows(partials([]), 4 * MINUTE, 4 * MINUTE))])
+    assert out[0].select("window_start", "report", "as_of", "events", "late", "duplicates").rows() == [
+        (0, "after_close", 3 * MINUTE, 0, 2, 0)
     ]
-    assert quality.select("watermark", "watermark_lag_s", "reported_at").rows() == [(50_000, 950.0, 1_000_000)]
-    news, _ = gather.on_batch([("tally", tally.with_columns(pl.lit(0).alias("duplicates")))])
-    assert news[0].select("window_start", "report", "events", "late").rows() == [(0, "after_close", 0, 2)]
 
 
 SHARDS_1 = balanced_keys(1)[0]

@@ -10,7 +10,7 @@ the rows, late records and quality counts of :mod:`tests.window_oracle`.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 
 import polars as pl
 from bytewax.testing import TestingSource
@@ -63,12 +63,16 @@ WINDOWS = st.one_of(
 def scenario(draw):
     names = [f"part-{i}" for i in range(draw(st.integers(1, 3)))]
     events = {name: draw(partition_events(name)) for name in names}
-    per_partition, malformed = {}, Counter()
+    per_partition, malformed, dead_letters = {}, Counter(), {}
     for name, evs in events.items():
         records = [json.dumps({k: v for k, v in e.items() if v is not None}).encode() for e in evs]
+        good = [True] * len(records)
         for bad in draw(st.lists(st.sampled_from(MALFORMED), max_size=2)):
-            records.insert(draw(st.integers(0, len(records))), bad)
+            at = draw(st.integers(0, len(records)))
+            records.insert(at, bad)
+            good.insert(at, False)
             malformed[name] += 1
+        dead_letters[name] = [sum(good[:i]) for i, ok in enumerate(good) if not ok]  # events before each
         sizes = draw(st.lists(st.integers(1, 9), max_size=8))
         per_partition[name] = batches(records, partition=name, sizes=sizes, as_lines=draw(st.booleans()),
                                       last=draw(st.booleans()))
@@ -79,6 +83,7 @@ def scenario(draw):
     return {
         "events": events,
         "malformed": malformed,
+        "dead_letters": dead_letters,
         "items": interleave(per_partition, order),
         "window": window,
         "lateness": lateness,
@@ -168,33 +173,28 @@ def check(case: dict, captured) -> None:
     assert captured.frame("dead_letters").height == sum(case["malformed"].values())
 
     if not isinstance(case["window"], SessionWindow):
-        check_quality(case, captured, expected)
+        check_quality(case, captured)
 
 
 def _late_order(record: tuple) -> tuple:
     return (record[0] or "", record[1])  # events without an id sort first
 
 
-def check_quality(case: dict, captured, expected: oracle.Expected) -> None:
-    """Summed per window, quality rows count exactly the on-time, late and duplicate events."""
-    want: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for (start, _key), members in expected.members.items():
-        want[start][0] += len(members)
-    for start, count in expected.late_per_window.items():
-        want[start][1] += count
-    for start, count in expected.duplicates_per_window.items():
-        want[start][2] += count
+def check_quality(case: dict, captured) -> None:
+    """The quality rows are exactly the oracle's reports: per window and as_of, on-time, late, duplicate
+    events and dead letters."""
+    window, lateness = case["window"], case["lateness"]
+    stamped = oracle.stamp(case["events"], lateness, case["horizon"])
+    want = oracle.quality(stamped, case["dead_letters"], case["events"], window.size_ms, window.slide_ms, lateness)
     quality = captured.frame("quality")
-    got: dict[int, list[int]] = {}
-    if quality.height:
-        sums = quality.group_by("window_start").agg(pl.col("events", "late", "duplicates").sum())
-        got = {row[0]: list(row[1:]) for row in sums.rows() if any(row[1:])}
-    assert got == dict(want)
-    placed = quality["dead_letters"].sum() if quality.height else 0
-    # Dead letters are counted at their partition's newest event time; a
-    # partition that never delivers an event has no time to count them at.
-    has_time = sum(n for name, n in case["malformed"].items() if case["events"][name])
-    assert placed == has_time
+    got = {}
+    for row in quality.iter_rows(named=True) if quality.height else ():
+        key = (row["window_start"], row["as_of"])
+        assert key not in got, f"two quality rows for window {key[0]} as of {key[1]}"
+        assert row["report"] == ("at_close" if row["as_of"] == row["window_end"] else "after_close")
+        assert row["dropped_after_idle"] == 0
+        got[key] = [row["events"], row["late"], row["duplicates"], row["dead_letters"]]
+    assert got == want
 
 
 HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]

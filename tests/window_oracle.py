@@ -17,6 +17,15 @@ with the engine:
 - Fixed windows (``size``, ``slide``; tumbling when equal): an event belongs
   to every window ``[s, s + size)`` with ``s`` a multiple of ``slide``; it is
   late for a window when ``s + size <= watermark``, and counts in the others.
+- Quality (fixed windows): each window's on-time events are reported as
+  of its end; each late event, for every window it missed, and each
+  duplicate, for every window its time falls in, as of the latest window
+  end at or before its watermark (but not before the window's own end); a
+  dead letter in the latest window holding its partition's newest event
+  before it (the partition's first event when none came before; never, when
+  the partition has none), as of that window's end. A report is one row per
+  window and ``as_of``: ``at_close`` when ``as_of`` is the window's end,
+  ``after_close`` otherwise.
 - Sessions (``gap``): an event is late when ``ts + gap <= watermark``; a
   key's on-time events, in time order, start a new session when they are at
   least ``gap`` after the previous one; a session spans
@@ -144,3 +153,36 @@ def sessions(stamped: list[Stamped], keys: Sequence[str], gap_ms: int) -> Expect
             run.append(event)
         expected.members[(run[0]["ts"], *key)] = run
     return expected
+
+
+def quality(stamped: list[Stamped], dead_letters: Mapping[str, Sequence[int]], events: Mapping[str, Sequence[Event]],
+            size_ms: int, slide_ms: int, lateness_ms: int) -> dict[tuple[int, int], list[int]]:
+    """Quality reports of fixed windows: (window start, as_of) -> [events, late, duplicates, dead letters].
+
+    ``dead_letters`` gives, per partition, the number of events before each malformed record.
+    """
+    reports: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+
+    def as_of(start: int, watermark: int | None) -> int:
+        reached = None if watermark is None else watermark - watermark % slide_ms
+        return start + size_ms if reached is None else max(reached, start + size_ms)
+
+    for item in stamped:
+        ts = item.event["ts"]
+        latest = ts - ts % slide_ms
+        for start in (latest - k * slide_ms for k in range(size_ms // slide_ms)):
+            if item.duplicate:
+                reports[(start, as_of(start, item.watermark))][2] += 1
+            elif item.watermark is not None and start + size_ms <= item.watermark:
+                reports[(start, as_of(start, item.watermark))][1] += 1
+            else:
+                reports[(start, start + size_ms)][0] += 1
+    for partition, befores in dead_letters.items():
+        times = [e["ts"] for e in events[partition]]
+        for before in befores:
+            if not times:
+                continue
+            newest = max(times[:before]) if before else times[0]
+            start = newest - newest % slide_ms
+            reports[(start, as_of(start, newest - lateness_ms))][3] += 1
+    return dict(reports)

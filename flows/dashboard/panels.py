@@ -34,7 +34,7 @@ MONITORING, QUALITY = Table(stream("monitoring")), Table(stream("quality"))
 PROGRESS = {
     LEADERBOARD: "window_start", TRENDS: "window_start", FUNNEL: "window_start", TIMESERIES: "bucket_start",
     ANOMALIES: "bucket_start", TRIGGERS: "triggered_at", RECOMMENDATIONS: "as_of", MONITORING: "interval_start",
-    QUALITY: "reported_at",
+    QUALITY: "as_of",
 }
 
 
@@ -276,21 +276,23 @@ def monitoring(s: Session, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def quality(s: Session, p: dict[str, Any]) -> dict[str, Any]:
-    """Per window of the latest ``windows``: events on time, late, duplicates, dead letters (all reports added)."""
+    """Per window of the latest ``windows`` of one analytic: events on time, late, duplicates, dead letters
+    (all its reports added)."""
     panel: dict[str, Any] = {"stream": "quality", "message": absent(s, QUALITY), "rows": []}
     if panel["message"]:
         return panel
     q = QUALITY
-    recent = _recent(s, q, "window_start", p["windows"])
+    start, analytic = q.col("window_start"), q.col("analytic")
+    recent = s.rows(f"SELECT DISTINCT {start} FROM {q.name} WHERE {analytic} = ? ORDER BY {start} DESC LIMIT ?",
+                    (p["analytic"], p["windows"]), [("window_start", q.kind("window_start"))])
     if not recent:
-        return panel | {"message": "no quality rows yet: one comes as each window closes"}
+        return panel | {"message": f"no quality rows of {p['analytic']} yet: they come as its windows close"}
     counts = ("events", "late", "duplicates", "dead_letters", "dropped_after_idle")
     panel["rows"] = s.rows(
-        f"SELECT {q.col('window_start')}, max({q.col('window_end')}), "
+        f"SELECT {start}, max({q.col('window_end')}), "
         + ", ".join(f"sum({q.col(c)})" for c in counts)
-        + f", count(*) FROM {q.name} WHERE {q.col('window_start')} >= ? GROUP BY {q.col('window_start')} "
-        f"ORDER BY {q.col('window_start')}",
-        (_at(s, q, "window_start", recent[-1]),),
+        + f", count(*) FROM {q.name} WHERE {analytic} = ? AND {start} >= ? GROUP BY {start} ORDER BY {start}",
+        (p["analytic"], _at(s, q, "window_start", recent[-1]["window_start"])),
         [("window_start", q.kind("window_start")), ("window_end", q.kind("window_end")),
          *((c, INT) for c in counts), ("reports", INT)])
     return panel
@@ -340,7 +342,8 @@ ENDPOINTS = (
     Endpoint("/api/monitoring", "events/s, latency p50/p95/p99 and watermark lag per worker and in total",
              ("monitoring",), (Param("intervals", count(1, 1000), 60, "latest intervals (1-1000)"),), monitoring),
     Endpoint("/api/quality", "per window: events on time, late events, duplicates, dead letters", ("quality",),
-             (Param("windows", count(1, 1000), 60, "latest windows (1-1000)"),), quality),
+             (Param("analytic", name, "trends", "the analytic whose windows are reported (trends, funnel, ...)"),
+              Param("windows", count(1, 1000), 60, "latest windows (1-1000)")), quality),
 )
 
 

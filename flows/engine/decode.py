@@ -109,7 +109,8 @@ class _Fields:
             return cls(frame, frozenset(), False)
         facts = frame.select(
             *((pl.col(name).str.len_bytes() == 0).any().alias(name) for name in texts),
-            (pl.col("event_type") == "cart").any().alias("_cart") if "event_type" in texts else pl.lit(False).alias("_cart"),
+            (pl.col("event_type") == "cart").any().alias("_cart") if "event_type" in texts
+            else pl.lit(False).alias("_cart"),
         ).row(0, named=True)
         return cls(frame, frozenset(n for n in texts if facts[n]), bool(facts["_cart"]))
 
@@ -138,7 +139,8 @@ class _Fields:
             return (text.is_not_null().alias(f"{name}_given"), text.alias(f"{name}_text"),
                     text.cast(dtype, strict=False).alias(alias))
         value = pl.col(name).cast(dtype)
-        return value.is_not_null().alias(f"{name}_given"), pl.lit(None, pl.String).alias(f"{name}_text"), value.alias(alias)
+        return (value.is_not_null().alias(f"{name}_given"), pl.lit(None, pl.String).alias(f"{name}_text"),
+                value.alias(alias))
 
 
 def _normalize(frame: pl.DataFrame, schema: pl.Schema, bounds: Bounds) -> tuple[pl.DataFrame, list[int], list[str]]:
@@ -221,8 +223,10 @@ def _reason(bounds: Bounds) -> pl.Expr:
         (pl.col("ts_text").is_null(), pl.lit("missing field ts")),
         (pl.col("ts").is_null(), _sentence("bad value for ts: ", _quoted("ts_text"),
                                            " is not an ISO-8601 time or epoch milliseconds")),
-        (pl.col("ts") < bounds.min_ts, _sentence("ts ", _quoted("ts_text"), f" is before the minimum {_iso(bounds.min_ts)}")),
-        (pl.col("ts") > bounds.max_ts, _sentence("ts ", _quoted("ts_text"), f" is after the maximum {_iso(bounds.max_ts)}")),
+        (pl.col("ts") < bounds.min_ts,
+         _sentence("ts ", _quoted("ts_text"), f" is before the minimum {_iso(bounds.min_ts)}")),
+        (pl.col("ts") > bounds.max_ts,
+         _sentence("ts ", _quoted("ts_text"), f" is after the maximum {_iso(bounds.max_ts)}")),
         (pl.col("user_id").is_null(), pl.lit("missing field user_id")),
         (pl.col("product_id").is_null(), pl.lit("missing field product_id")),
         (pl.col("type_text").is_null(), pl.lit("missing field event_type")),

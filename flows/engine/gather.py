@@ -9,8 +9,6 @@ analytics that consume them in sequence.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
@@ -19,7 +17,7 @@ from bytewax.operators import StatefulBatchLogic
 from flows.engine.aggregate import EVENTS, LAST_TS, WindowSpec
 from flows.engine.errors import DmpError
 from flows.engine.placement import balanced_keys
-from flows.engine.schema import BEGINNING_OF_TIME, COUNT_COLUMNS, DROPPED, END_OF_TIME, ClosedWindows
+from flows.engine.schema import AS_OF, BEGINNING_OF_TIME, COUNT_COLUMNS, DROPPED, END_OF_TIME, ClosedWindows
 from flows.engine.state import split_closed
 from flows.engine.windows import WINDOW_END, WINDOW_START, FixedWindow
 
@@ -35,7 +33,7 @@ class GatherState:
     closed_until: int
 
 
-GatherItem = tuple  # ("closed", shard, ClosedWindows) | ("tally", frame)
+GatherItem = tuple  # ("closed", shard, ClosedWindows)
 
 
 class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
@@ -43,22 +41,27 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
 
     Runs under one key per analytic. A window is complete when every shard
     has closed it; then its rows from all shards go out together (a
-    :class:`ClosedWindows`), sorted by window and key, in window order,
-    followed by its quality row (a frame, see :data:`QUALITY_SCHEMA`):
-    on-time events, and the late events, duplicates and dead letters known
-    when it closed, marked ``report = "at_close"``. News about a window that
-    arrives after it closed (a very late event, or rows dropped after an
-    idle partition came back) goes out as an ``"after_close"`` row, so
-    summing a window's quality rows always reconciles with the other outputs.
+    :class:`ClosedWindows`), sorted by window and key, in window order.
+
+    Quality rows (frames, see :data:`QUALITY_SCHEMA`) come one window later:
+    every late event, duplicate and dead letter is reported ``as_of`` the
+    window end its partition's watermark had reached when it came (routed
+    with that watermark through the first shard, see
+    :func:`~flows.engine.routing.route`), so once every shard has passed
+    ``as_of`` plus one slide, no more news of that report can come. A
+    window's ``at_close`` row (``as_of`` its own end) has its on-time events
+    and the news reported by then; news reported later (a very late event, or
+    rows dropped after an idle partition came back) goes out as an
+    ``after_close`` row for that ``as_of``. So a window's rows add up to exact
+    totals, and, but for idleness, are the same whatever the batching, the
+    interleaving of partitions or the worker count.
     """
 
     STEP = "gather_windows"
 
-    def __init__(self, spec: WindowSpec, shards: int, resume: GatherState | None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, spec: WindowSpec, shards: int, resume: GatherState | None) -> None:
         self.spec = spec
         self.window: FixedWindow = spec.window  # type: ignore[assignment]
-        self.clock = clock
         keys = balanced_keys(shards)
         known = resume.progress if resume is not None else {}
         self.progress = {key: known.get(key, BEGINNING_OF_TIME) for key in keys}
@@ -71,9 +74,6 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
     def on_batch(self, values: list[GatherItem]) -> tuple[list[object], bool]:
         read_at = []
         for item in values:
-            if item[0] == "tally":
-                self.counts.append(_as_counts(item[1]))
-                continue
             _, shard, closed = item
             if shard not in self.progress:
                 msg = f"gather of {self.spec.name!r} got shard {shard!r}, not one of {sorted(self.progress)}"
@@ -85,9 +85,11 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
             if closed.rows.height:
                 self.pending.append(closed.rows)
             if closed.counts is not None and closed.counts.height:
-                self.counts.append(_as_counts(closed.counts, EVENTS))
+                self.counts.append(self._at_close(closed.counts))
             if closed.dropped is not None and closed.dropped.height:
-                self.counts.append(_as_counts(closed.dropped, DROPPED))
+                self.counts.append(self._unreported(_as_counts(closed.dropped, DROPPED)))
+            if closed.news is not None and closed.news.height:
+                self.counts.append(self._unreported(_as_counts(closed.news)))
         return self._emit(min(self.progress.values()), min(read_at, default=None)), StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[object], bool]:
@@ -104,37 +106,41 @@ class WindowGather(StatefulBatchLogic[GatherItem, object, GatherState]):
                 out.append(ClosedWindows(done.sort(self.spec.group), until, self._watermark(), read_at=read_at))
                 counts = self.spec.emitted_counts(done)
                 if counts is not None:
-                    self.counts.append(_as_counts(counts, EVENTS))
+                    self.counts.append(self._at_close(counts))
         self.closed_until = max(until, before)
         if self.counts:
             counts = self.counts[0] if len(self.counts) == 1 else pl.concat(self.counts, how="vertical")
-            done, rest = split_closed(counts, counts[WINDOW_START] + size, self.closed_until)
+            # A report is complete once every shard has passed its as_of by one slide (see the docstring).
+            done, rest = split_closed(counts, counts[AS_OF] + self.window.slide_ms, self.closed_until)
             self.counts = [rest] if rest.height else []
             if done.height:
-                old, fresh = split_closed(done, done[WINDOW_START] + size, before)
-                if fresh.height:
-                    out.append(self._quality(fresh, "at_close"))
-                if old.height:
-                    out.append(self._quality(old, "after_close"))
+                out.append(self._quality(done))
         return out
 
     def _watermark(self) -> int:
         return min(self.watermarks.values())
 
-    def _quality(self, counts: pl.DataFrame, report: str) -> pl.DataFrame:
-        """Quality rows of windows (``report``: ``at_close`` or ``after_close``)."""
-        watermark = self._watermark()
-        known = watermark < END_OF_TIME and watermark > BEGINNING_OF_TIME
-        now_ms = int(self.clock() * 1000)
-        totals = counts.group_by(WINDOW_START).agg(pl.col(COUNT_COLUMNS).sum()).sort(WINDOW_START)
+    def _unreported(self, counts: pl.DataFrame) -> pl.DataFrame:
+        """News as of a report already made (only when an idle partition comes back) joins the next one."""
+        if self.closed_until == BEGINNING_OF_TIME:
+            return counts
+        return counts.with_columns(pl.max_horizontal(AS_OF, pl.lit(self.closed_until)).alias(AS_OF))
+
+    def _at_close(self, counts: pl.DataFrame) -> pl.DataFrame:
+        """On-time events per window, reported as of the window's end."""
+        return _as_counts(counts.with_columns((pl.col(WINDOW_START) + self.window.size_ms).alias(AS_OF)), EVENTS)
+
+    def _quality(self, counts: pl.DataFrame) -> pl.DataFrame:
+        """Quality rows of complete reports: one per window and ``as_of``, ``at_close`` at the window's end."""
+        size = self.window.size_ms
+        totals = counts.group_by(WINDOW_START, AS_OF).agg(pl.col(COUNT_COLUMNS).sum()).sort(WINDOW_START, AS_OF)
         return totals.select(
             WINDOW_START,
-            (pl.col(WINDOW_START) + self.window.size_ms).alias(WINDOW_END),
-            pl.lit(report).alias("report"),
+            (pl.col(WINDOW_START) + size).alias(WINDOW_END),
+            pl.when(pl.col(AS_OF) == pl.col(WINDOW_START) + size).then(pl.lit("at_close"))
+            .otherwise(pl.lit("after_close")).alias("report"),
+            AS_OF,
             *COUNT_COLUMNS,
-            pl.lit(watermark if known else None, pl.Int64).alias("watermark"),
-            pl.lit((now_ms - watermark) / 1000 if known else None, pl.Float64).alias("watermark_lag_s"),
-            pl.lit(now_ms, pl.Int64).alias("reported_at"),
         )
 
     def snapshot(self) -> GatherState:
@@ -162,8 +168,7 @@ class SessionGather(StatefulBatchLogic[GatherItem, ClosedWindows, SessionGatherS
 
     STEP = "gather_sessions"
 
-    def __init__(self, spec: WindowSpec, shards: int, resume: SessionGatherState | None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, spec: WindowSpec, shards: int, resume: SessionGatherState | None) -> None:
         if not spec.results_carry_last_ts:
             # A function's result rows need not carry their session's last event, which orders them.
             msg = f"{spec.name!r}: only a WindowedAggregate's sessions can be gathered, not a function's"
@@ -215,5 +220,6 @@ def _as_counts(counts: pl.DataFrame, column: str | None = None) -> pl.DataFrame:
         present = [WINDOW_START, column]
     return counts.select(
         WINDOW_START,
+        AS_OF,
         *(pl.col(c).cast(pl.Int64) if c in present else pl.lit(0, pl.Int64).alias(c) for c in COUNT_COLUMNS),
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -99,8 +98,8 @@ def decoder(
         raw = as_raw_batch(item)
         result = decode_batch(raw, fields, bounds=bounds, duplicates=duplicates)
         records = source_records(raw, result.events.height + result.dead_letters.height)
-        events = EventBatch(raw.partition, result.events, records, raw.last, raw.read_at, raw.idle,
-                            result.dead_letters.height)
+        at = tuple(result.dead_letters["events_before"].to_list()) if result.dead_letters.height else ()
+        events = EventBatch(raw.partition, result.events, records, raw.last, raw.read_at, raw.idle, at)
         return DecodedBatch(events, result.dead_letters)
 
     return decode_item
@@ -218,15 +217,13 @@ def window(
     spec: WindowSpec,
     partitions: Sequence[str],
     shards: int,
-    clock: Callable[[], float] = time.time,
     observe: Observer | None = None,
 ) -> Windowed:
     """Run a windowed analytic (:mod:`flows.engine.aggregate`) over stamped events.
 
     Its state is split over ``shards`` keyed states spread over the workers;
     a window closes when the minimum watermark of all ``partitions`` (every
-    source partition must be named) passes its end. ``clock`` (wall time)
-    only stamps quality rows; ``observe`` sees every shard and gather logic.
+    source partition must be named) passes its end. ``observe`` sees every shard and gather logic.
     """
     declared = tuple(partitions)
     routed = op.map("route", up, lambda batch: route(batch, spec, shards))
@@ -238,13 +235,9 @@ def window(
     if not spec.gathers:
         return Windowed(op.filter("closed_rows", closed, lambda kv: kv[1].rows.height > 0), late, _nothing(late))
     shard_news = op.map("shard_news", closed, lambda kv: (spec.name, ("closed", kv[0], kv[1])))
-    if spec.window.counts_quality:  # fixed windows: quality counts travel with the shards' news
-        tallies = op.filter_map("tallies", routed, lambda r: (spec.name, ("tally", r.tally)) if r.tally is not None
-                                else None)
-        shard_news = op.merge("news", shard_news, tallies)
     gatherer = spec.window.gatherer
     gathered = op.stateful_batch(  # sessions: empty releases too, they carry progress
-        gatherer.STEP, shard_news, lambda resume: _observed(observe, gatherer(spec, shards, resume, clock))
+        gatherer.STEP, shard_news, lambda resume: _observed(observe, gatherer(spec, shards, resume))
     )
     split = op.branch("results_or_quality", gathered, lambda kv: isinstance(kv[1], ClosedWindows))
     return Windowed(split.trues, late, split.falses)
@@ -259,7 +252,8 @@ def only_events(batch: StampedBatch, condition: pl.Expr) -> StampedBatch:
 
     Duplicates and dead letters stay with the unfiltered stream (quality counts them once).
     """
-    return dataclasses.replace(batch, events=batch.events.filter(condition), duplicates=None, dead_letters=0)
+    return dataclasses.replace(batch, events=batch.events.filter(condition), duplicates=None, dead_letters=0,
+                               dead_letter_times=())
 
 
 @operator

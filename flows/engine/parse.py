@@ -108,7 +108,8 @@ class Records:
         # one message stays one line (unless it sits inside a string).
         broken = {}
         if raw.format == "jsonl":
-            broken = {i: r for i, o in enumerate(lines) if (b"\n" in o or b"\r" in o) and (r := line_break_in_string(o))}
+            broken = {i: r for i, o in enumerate(lines)
+                      if (b"\n" in o or b"\r" in o) and (r := line_break_in_string(o))}
         lines = [o.replace(b"\n", b" ").replace(b"\r", b" ") if b"\n" in o or b"\r" in o else o for o in lines]
         return _Listed(lines, originals, offsets, "@", keys, broken)
 
@@ -246,7 +247,8 @@ class Records:
         """
         if not indices or not (self.reject_duplicates or self._escapes):
             return indices
-        text = _text(b"\n".join([lines[i] for i in indices]))  # one line per index (a run of _ChunkLines may hold blanks)
+        # One line per index (a run of _ChunkLines may hold blanks).
+        text = _text(b"\n".join([lines[i] for i in indices]))
         if not text.str.contains(self.screen_pattern).item():
             return indices
         candidates = text.str.split("\n").explode().str.contains(self.screen_pattern).arg_true().to_list()
@@ -265,7 +267,8 @@ class Records:
             return b"\\" in bytes(self.raw.payload)
         return any(b"\\" in line for line in self.listed.parse_lines)
 
-    def _failing(self, lines: Sequence[bytes], indices: list[int], frames: list, rows: list[int], levels: int) -> list[int]:
+    def _failing(self, lines: Sequence[bytes], indices: list[int], frames: list, rows: list[int],
+                 levels: int) -> list[int]:
         """Parse ``indices`` in groups, ``levels`` deep; keep what parses, return the lines of groups that failed."""
         if levels == 0 or len(indices) <= _FANOUT:
             return indices
@@ -317,6 +320,8 @@ class Records:
                 "raw": [listed.originals[i] for i, _ in entries],
                 "source": [listed.position(self.raw.origin, i) for i, _ in entries],
                 "key": [listed.keys[i] if listed.keys is not None else None for i, _ in entries],
+                # Records are events or dead letters, in order: the k-th dead letter follows i - k events.
+                "events_before": [i - k for k, (i, _) in enumerate(entries)],
             },
             schema=DEAD_LETTER_SCHEMA,
         )

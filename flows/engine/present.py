@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from flows.engine.schema import COUNT_COLUMNS, SEQ, StampedBatch
-from flows.engine.streams import BYTES, FLOAT, INT, MONEY, TEXT, TIME, TIME_MS, TIMES, UTC_MS, Column, OutputStream
+from flows.engine.schema import AS_OF, COUNT_COLUMNS, SEQ, StampedBatch
+from flows.engine.streams import BYTES, INT, MONEY, TEXT, TIME, TIME_MS, TIMES, UTC_MS, Column, OutputStream
 from flows.engine.windows import MISSED, WINDOW_END, WINDOW_START
 
 
@@ -133,27 +133,28 @@ def quarantine_rows(batch: StampedBatch) -> tuple[str, pl.DataFrame] | None:
 
 QUALITY = OutputStream(
     "quality",
-    row="window, when it closes",
-    fields="`window_start`, `window_end`, `report` (`at_close`, or `after_close` for news that came later), "
-    "`events` (on time, in results), `late`, `duplicates`, `dead_letters`, `dropped_after_idle`, `watermark` "
-    "(the minimum over partitions that closed it), `watermark_lag_s` (wall clock minus that watermark), "
-    "`reported_at` (wall clock). A window's rows add up to its totals",
-    key=(WINDOW_START, "report", "reported_at"),
+    row="window of an analytic, and later report about it, a slide after its `as_of`",
+    fields="`analytic`, `window_start`, `window_end`, `report` (`at_close`, or `after_close` for news that came "
+    "later), `as_of` (the window end its partitions' watermarks had reached when the news came: the window's own "
+    "end at close), `events` (on time, in results), `late`, `duplicates`, `dead_letters` (in the window of their "
+    "partition's newest event before them), `dropped_after_idle`. A window's rows add up to its totals; the rows "
+    "depend only on the input (but `dropped_after_idle`, which only idleness causes)",
+    key=("analytic", WINDOW_START, AS_OF),
     columns=(
+        Column("analytic", TEXT, nullable=False),
         Column(WINDOW_START, TIME, nullable=False),
         Column(WINDOW_END, TIME, nullable=False),
         Column("report", TEXT, nullable=False),
+        Column(AS_OF, TIME, nullable=False),
         *(Column(name, INT, nullable=False) for name in COUNT_COLUMNS),
-        Column("watermark", TIME_MS),
-        Column("watermark_lag_s", FLOAT),
-        Column("reported_at", TIME_MS, nullable=False),
     ),
 )
 
 
-def quality_rows(quality: pl.DataFrame) -> pl.DataFrame:
+def quality_rows(quality: pl.DataFrame, analytic: str) -> pl.DataFrame:
     """Quality rows (:data:`~flows.engine.schema.QUALITY_SCHEMA`) as typed rows (:data:`QUALITY`)."""
-    return quality.with_columns(as_time(name) for name in (WINDOW_START, WINDOW_END, "watermark", "reported_at"))
+    return QUALITY.conform(quality.with_columns(
+        pl.lit(analytic).alias("analytic"), *(as_time(name) for name in (WINDOW_START, WINDOW_END, AS_OF))))
 
 
 # -- dead letters --------------------------------------------------------------------

@@ -18,7 +18,7 @@ import polars as pl
 
 from flows.engine.aggregate import WindowSpec
 from flows.engine.placement import balanced_keys
-from flows.engine.schema import QUALITY_COUNTS, StampedBatch
+from flows.engine.schema import AS_OF, QUALITY_COUNTS, StampedBatch
 from flows.engine.windows import MISSED, WINDOW_START, FixedWindow
 
 
@@ -31,16 +31,17 @@ class ShardUpdate:
     watermark: int
     idle: bool = False
     read_at: float = 0.0
+    news: pl.DataFrame | None = None
+    """Quality counts of the batch (first shard only): they travel with the watermark that reports them."""
 
 
 @dataclass(frozen=True)
 class Routed:
-    """A source batch split for an analytic: late events, one update per shard, quality counts."""
+    """A source batch split for an analytic: late events, and one update per shard (quality counts in the first)."""
 
     partition: str
     late: pl.DataFrame
     updates: list[tuple[str, ShardUpdate]]
-    tally: pl.DataFrame | None  # window_start, late, duplicates, dead_letters
 
 
 _SEED = 0xD3B
@@ -76,34 +77,46 @@ def route(batch: StampedBatch, spec: WindowSpec, shards: int) -> Routed:
         for (number,), part in rows.partition_by("_shard", as_dict=True).items():
             by_shard[int(number)] = part.drop("_shard")
     empty = rows.clear().drop("_shard", strict=False)
+    # Quality counts go to the first shard, with this batch's watermark: by the time every shard has passed
+    # a window end, the counts reported as of it have reached the gather step (see flows.engine.gather).
+    news = quality_tally(batch, late, spec.window) if spec.window.counts_quality else None  # type: ignore[arg-type]
     updates = [
-        (key, ShardUpdate(batch.partition, by_shard.get(number, empty), batch.watermark, batch.idle, batch.read_at))
+        (key, ShardUpdate(batch.partition, by_shard.get(number, empty), batch.watermark, batch.idle, batch.read_at,
+                          news if number == 0 else None))
         for number, key in enumerate(balanced_keys(shards))
     ]
-    tally = quality_tally(batch, late, spec.window) if spec.window.counts_quality else None  # type: ignore[arg-type]
-    return Routed(batch.partition, late, updates, tally)
+    return Routed(batch.partition, late, updates)
 
 
 def quality_tally(batch: StampedBatch, late: pl.DataFrame, window: FixedWindow) -> pl.DataFrame | None:
-    """Late events, duplicates and dead letters of one batch, counted per window.
+    """Late events, duplicates and dead letters of one batch, counted per window and report.
 
     Late events count in every window they missed; duplicates in every
     window their time falls in; dead letters (which have no time) in the
-    (latest) window of the partition's newest event when they arrived.
+    latest window of their partition's newest event before them. Each is
+    reported ``as_of`` the window end its partition's watermark had reached
+    when it came (at least the window's own end: news while a window is open
+    is reported when it closes). Both depend only on partition order, never
+    on batching: quality rows are the same in every run over the same input.
     """
+    slide, size = window.slide_ms, window.size_ms
     parts = []
     if late.height:
-        parts.append(late.select(pl.col(MISSED).explode().alias(WINDOW_START), pl.lit("late").alias("kind")))
+        missed = late.select(pl.col(MISSED).alias(WINDOW_START), "watermark").explode(WINDOW_START)
+        parts.append(missed.with_columns(pl.lit("late").alias("kind")))
     if batch.duplicates is not None and batch.duplicates.height:
-        assigned = window.assign(batch.duplicates.select("ts"))
-        parts.append(assigned.select(WINDOW_START, pl.lit("duplicates").alias("kind")))
-    if batch.dead_letters and batch.stream_time is not None:
-        start = (batch.stream_time // window.slide_ms) * window.slide_ms  # the latest window holding it
-        count = batch.dead_letters
-        parts.append(pl.DataFrame({WINDOW_START: [start] * count, "kind": ["dead_letters"] * count}))
+        assigned = window.assign(batch.duplicates.select("ts", "watermark"))
+        parts.append(assigned.select(WINDOW_START, "watermark", pl.lit("duplicates").alias("kind")))
+    if batch.dead_letter_times:
+        times = pl.DataFrame(batch.dead_letter_times, schema={"ts": pl.Int64, "watermark": pl.Int64}, orient="row")
+        parts.append(times.select(((pl.col("ts") // slide) * slide).alias(WINDOW_START), "watermark",
+                                  pl.lit("dead_letters").alias("kind")))
     if not parts:
         return None
-    counted = pl.concat(parts, how="vertical").group_by(WINDOW_START).agg(
-        (pl.col("kind") == kind).sum().cast(pl.Int64).alias(kind) for kind in QUALITY_COUNTS
+    reported = pl.max_horizontal((pl.col("watermark") // slide) * slide, pl.col(WINDOW_START) + size)
+    return (
+        pl.concat(parts, how="vertical")
+        .with_columns(reported.alias(AS_OF))
+        .group_by(WINDOW_START, AS_OF)
+        .agg((pl.col("kind") == kind).sum().cast(pl.Int64).alias(kind) for kind in QUALITY_COUNTS)
     )
-    return counted

@@ -66,6 +66,7 @@ DEAD_LETTER_SCHEMA = pl.Schema(
         "raw": pl.Binary,  # the record's bytes, unchanged
         "source": pl.String,  # "path:line" or "topic/partition@offset"
         "key": pl.Binary,  # the message key, when the record came from Kafka
+        "events_before": pl.Int64,  # decoded events of its batch before it (places it in event time)
     }
 )
 
@@ -122,7 +123,12 @@ class EventBatch:
     last: bool = False
     read_at: float = 0.0
     idle: bool = False
-    dead_letters: int = 0  # records of the batch that could not be decoded
+    dead_letters_at: tuple[int, ...] = ()
+    """One entry per record of the batch that could not be decoded: how many decoded events came before it."""
+
+    @property
+    def dead_letters(self) -> int:
+        return len(self.dead_letters_at)
 
 
 @dataclass(frozen=True)
@@ -143,8 +149,11 @@ class StampedBatch:
     """Events dropped as duplicates (``ts`` and ``event_id``), for quality counts."""
     dead_letters: int = 0
     """Records of this batch that could not be decoded."""
+    dead_letter_times: tuple[tuple[int, int], ...] = ()
+    """For each dead letter: the partition's newest accepted event time before it, and the watermark then
+    (where and when quality counts it; the same whatever the batching)."""
     stream_time: int | None = None
-    """The partition's largest event time after this batch (where dead letters are counted)."""
+    """The partition's largest event time after this batch."""
     idle: bool = False
     """The partition is quiet: leave it out of the minimum watermark until it speaks again."""
     quarantined: pl.DataFrame | None = None
@@ -177,6 +186,8 @@ class ClosedWindows:
     counts: pl.DataFrame | None = None
     dropped: pl.DataFrame | None = None
     read_at: float | None = None
+    news: pl.DataFrame | None = None
+    """Quality counts routed through this shard (``window_start``, ``as_of``, counts), see :mod:`gather`."""
 
 
 DROPPED = "dropped_after_idle"
@@ -185,15 +196,14 @@ DROPPED = "dropped_after_idle"
 COUNT_COLUMNS = (EVENTS, *QUALITY_COUNTS, DROPPED)
 
 
+AS_OF = "as_of"
 QUALITY_SCHEMA = pl.Schema(
     {
         WINDOW_START: pl.Int64,
         WINDOW_END: pl.Int64,
         "report": pl.String,
+        AS_OF: pl.Int64,
         **{name: pl.Int64 for name in COUNT_COLUMNS},
-        "watermark": pl.Int64,
-        "watermark_lag_s": pl.Float64,
-        "reported_at": pl.Int64,
     }
 )
 """One quality row (engine form; outputs render times as ISO-8601)."""

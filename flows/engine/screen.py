@@ -56,6 +56,9 @@ class ScreenState:
 
     newest: int | None = None
     held: pl.DataFrame | None = None
+    jumps: tuple[int, ...] = ()
+    """The ``seq`` of every jump the last batch accepted (to place dead letters between a jump and its
+    follower as if the jump had not been seen yet, which it had not)."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,13 @@ class Screen:
         if self.tolerance_ms is None or not events.height:
             newest = _max(state.newest, events)
             return events, _joined(quarantined, events), ScreenState(newest, None)
-        accepted, held, newest = self._jumps(events, state.newest, quarantined)
+        jumps: list[int] = []
+        accepted, held, newest = self._jumps(events, state.newest, quarantined, jumps)
         if held is not None and ended:
             accepted = pl.concat([accepted, held], how="vertical_relaxed")
             newest, held = _max(newest, held), None
-        return accepted, _joined(quarantined, events), ScreenState(newest, held)
+        seqs = tuple(int(s) for s in events["seq"].gather(jumps).to_list()) if jumps and "seq" in events.columns else ()
+        return accepted, _joined(quarantined, events), ScreenState(newest, held, seqs)
 
     def _out_of_range(self, events: pl.DataFrame, quarantined: list[pl.DataFrame]) -> pl.DataFrame:
         limits = []
@@ -108,7 +113,7 @@ class Screen:
         quarantined.append(flagged.filter(bad))
         return events.filter(~bad)
 
-    def _jumps(self, events: pl.DataFrame, newest: int | None, quarantined: list[pl.DataFrame]
+    def _jumps(self, events: pl.DataFrame, newest: int | None, quarantined: list[pl.DataFrame], jumps: list[int]
                ) -> tuple[pl.DataFrame, pl.DataFrame | None, int | None]:
         """Accept, hold or quarantine the jumps of ``events`` (see the module docstring)."""
         tolerance = self.tolerance_ms
@@ -132,6 +137,7 @@ class Screen:
             follower = int(ts[j + 1])
             if follower >= int(ts[j]) - tolerance:
                 newest = int(ts[j]) if newest is None else max(newest, int(ts[j]))
+                jumps.append(j)
             else:
                 keep[j] = False
                 before = "its first event" if newest is None else f"newest event at {newest}"

@@ -24,9 +24,9 @@ from bytewax.operators import StatefulBatchLogic
 from flows.engine.aggregate import WindowSpec
 from flows.engine.errors import DmpError, StateError
 from flows.engine.routing import PLACEMENT, ShardUpdate
-from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows
+from flows.engine.schema import AS_OF, BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows
 from flows.engine.state import open_state, split_closed
-from flows.engine.windows import Window
+from flows.engine.windows import WINDOW_START, Window
 
 
 @dataclass
@@ -40,6 +40,7 @@ class ShardState:
     idle: set[str]
     open: list[pl.DataFrame]
     closed_until: int
+    news: list[pl.DataFrame]
 
 
 class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
@@ -68,6 +69,7 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
         self.idle = set(resume.idle) & set(partitions) if resume is not None else set()
         self.state = open_state(spec, resume.open if resume is not None else ())
         self.dropped: list[pl.DataFrame] = []
+        self.news: list[pl.DataFrame] = list(resume.news) if resume is not None else []
         self.closed_until = resume.closed_until if resume is not None else BEGINNING_OF_TIME
 
     # -- input ----------------------------------------------------------------------
@@ -87,6 +89,8 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
                 self.idle.discard(update.partition)
             if update.rows.height:
                 self._take(update.rows)
+            if update.news is not None and update.news.height:
+                self.news.append(update.news)  # reported with the progress this update brings
             if update.watermark > self.watermarks[update.partition]:
                 self.watermarks[update.partition] = update.watermark
                 progressed.append(update.read_at)
@@ -108,40 +112,28 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
             ends = self.window.already_closed(rows, self.closed_until)
             if ends is not None:
                 late_rows, rows = split_closed(rows, ends, self.closed_until)
-                self.dropped.append(self.spec.counts(late_rows))
+                reported = pl.max_horizontal(pl.lit(self.closed_until), pl.col(WINDOW_START) + self.window.size_ms)
+                self.dropped.append(self.spec.counts(late_rows).with_columns(reported.alias(AS_OF)))
         if rows.height:
             self.state.add(rows)
 
     # -- closing ----------------------------------------------------------------------
     def _close(self, watermark: int, read_at: float | None = None) -> list[ClosedWindows]:
         until = END_OF_TIME if watermark >= END_OF_TIME else self.window.closed_until(watermark)
-        if until <= self.closed_until and not self.dropped:
+        if until <= self.closed_until and not self.dropped and not self.news:
             return []
         done = self.state.close(until)
-        if done is None and not self.spec.gathers and not self.dropped:
+        if done is None and not self.spec.gathers and not self.dropped and not self.news:
             self.closed_until = max(until, self.closed_until)
             return []  # sessions: nothing closed, and nobody waits for progress
         self.closed_until = max(until, self.closed_until)
         rows, counts = self.spec.results(done)
         dropped = pl.concat(self.dropped, how="vertical") if self.dropped else None
-        self.dropped = []
+        news = pl.concat(self.news, how="vertical") if self.news else None
+        self.dropped, self.news = [], []
         # Fixed windows: emitted even when empty, the gather step needs every shard's progress.
-        return [ClosedWindows(rows, self.closed_until, watermark, counts, dropped, read_at)]
+        return [ClosedWindows(rows, self.closed_until, watermark, counts, dropped, read_at, news)]
 
     def snapshot(self) -> ShardState:
         return ShardState(self.shards, PLACEMENT, dict(self.watermarks), set(self.idle), self.state.held(),
-                          self.closed_until)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+                          self.closed_until, list(self.news))

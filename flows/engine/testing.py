@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,7 +174,6 @@ def windowed_flow(
     dedup_horizon_ms: int | None = None,
     shards: int = 2,
     fields: Sequence[str] | None = None,
-    clock: Callable[[], float] = time.time,
     sinks: Mapping[str, Sink] | None = None,
 ) -> tuple[Dataflow, WindowedOutputs]:
     """The engine around one windowed analytic: decode, stamp, window, captured.
@@ -193,7 +191,7 @@ def windowed_flow(
     raw = op.input("read", flow, source if isinstance(source, Source) else TestingSource(list(source)))
     decoded = decode("decode", raw, fields)
     stamped = stamp_event_time("stamp_event_time", decoded.events, lateness_ms, dedup_horizon_ms)
-    windows = window("windows", stamped, spec, partitions, shards, clock)
+    windows = window("windows", stamped, spec, partitions, shards)
     op.output("results", op.map("rows", windows.results, lambda kv: (kv[0], kv[1].rows)), chosen["results"])
     op.output("late", windows.late, chosen["late"])
     op.output("quality", windows.quality, chosen["quality"])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
@@ -87,20 +88,24 @@ class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionC
         clock = self.clock
         for batch in values:
             clock.partition = batch.partition
-            events = batch.events.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + clock.decoded).alias(SEQ))
+            first_seq, newest_before = clock.decoded, clock.max_ts
+            events = batch.events.with_columns((pl.int_range(pl.len(), dtype=pl.Int64) + first_seq).alias(SEQ))
             clock.decoded += events.height
             quarantined = None
             if self.screen is not None:
                 events, quarantined, clock.screened = self.screen.screen(events, clock.screened,
                                                                          ended=batch.last)
             events, clock.max_ts = stamp(events, clock.max_ts, self.lateness_ms)
+            placed = self._place(batch.dead_letters_at, first_seq, newest_before, events)
+            if clock.unplaced and events.height:  # dead letters before the partition's first event: placed at it
+                first = int(events["ts"][0])
+                placed = [*([(first, first - self.lateness_ms)] * clock.unplaced), *placed]
+                clock.unplaced = 0
             duplicates = None
             if self.horizon is not None and "event_id" in events.columns and events.height:
                 clock.seen = clock.seen if clock.seen is not None else SeenIds()
                 events, duplicates = clock.seen.deduplicate(events, self.horizon, self.lateness_ms, clock.max_ts)
             clock.ended = clock.ended or batch.last
-            dead_letters = clock.unplaced + batch.dead_letters
-            clock.unplaced = dead_letters if clock.max_ts is None else 0
             out.append(
                 StampedBatch(
                     batch.partition,
@@ -108,13 +113,42 @@ class PartitionWatermark(StatefulBatchLogic[EventBatch, StampedBatch, PartitionC
                     self.watermark(),
                     batch.read_at,
                     duplicates=duplicates if duplicates is not None and duplicates.height else None,
-                    dead_letters=dead_letters if clock.max_ts is not None else 0,
+                    dead_letters=len(placed),
+                    dead_letter_times=tuple(placed),
                     stream_time=clock.max_ts,
                     idle=batch.idle,
                     quarantined=quarantined if quarantined is not None and quarantined.height else None,
                 )
             )
         return out, StatefulBatchLogic.RETAIN
+
+    def _place(self, at: tuple[int, ...], first_seq: int, newest_before: int | None, accepted: pl.DataFrame
+               ) -> list[tuple[int, int]]:
+        """Each dead letter's place in event time: the partition's newest accepted event before it, and the
+        watermark then.
+
+        "Before it" in partition order: accepted events with a smaller
+        ``seq``, except a jump the dead letter stands between with its
+        follower (the jump was only accepted because of that follower).
+        Dead letters before the partition's first event wait for it.
+        """
+        if not at:
+            return []
+        seqs, ts = accepted[SEQ].to_numpy(), accepted["ts"].to_numpy()
+        newest = np.maximum.accumulate(ts) if ts.size else ts
+        jumps = set(self.clock.screened.jumps)
+        placed = []
+        for position in (first_seq + a for a in at):  # dead letters are few: a loop over them, not events
+            count = int(np.searchsorted(seqs, position))
+            if count and int(seqs[count - 1]) == position - 1 and position - 1 in jumps:
+                count -= 1
+            time = max(int(newest[count - 1]), newest_before if newest_before is not None else -(2**62)) \
+                if count else newest_before
+            if time is None:
+                self.clock.unplaced += 1
+                continue
+            placed.append((time, time - self.lateness_ms))
+        return placed
 
     def on_eof(self) -> tuple[list[StampedBatch], bool]:
         """The input ended: a jump still held waits for nothing more, so it is accepted (see :mod:`screen`)."""

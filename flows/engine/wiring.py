@@ -15,7 +15,6 @@ directly; an analytic's ``wire(wiring)`` draws its branch with these verbs:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -26,7 +25,7 @@ from bytewax.dataflow import Stream
 from flows.engine.aggregate import WindowSpec
 from flows.engine.monitor import latency_report
 from flows.engine.operators import Windowed, only_events, window, write
-from flows.engine.present import late_rows
+from flows.engine.present import late_rows, quality_rows
 from flows.engine.schema import StampedBatch
 from flows.engine.setting import Group
 from flows.engine.sinks import Outputs
@@ -40,15 +39,15 @@ T = TypeVar("T")
 class Wiring:
     """The shared ends of a flow's analytic branches; see the module docstring."""
 
-    def __init__(self, settings: Any, stamped: Stream[StampedBatch], partitions: Sequence[str], outputs: Outputs,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Any, stamped: Stream[StampedBatch], partitions: Sequence[str],
+                 outputs: Outputs) -> None:
         self.settings = settings
         self.stamped = stamped
         self.partitions = list(partitions)
         self.outputs = outputs
-        self.clock = clock
         self.tallies: list[Stream] = []
         self.late: list[Stream] = []  # late rows of every windowed analytic, written together
+        self.quality: list[Stream] = []  # quality rows of every fixed-window analytic, written together
         self.reports: list[Stream] = []
         self._shared: dict[str, Any] = {}
         self._windows: list[tuple[Window, pl.Expr | None]] = []
@@ -66,9 +65,12 @@ class Wiring:
         """
         up = self.stamped if only is None else op.map(f"{label}_only", self.stamped, lambda b: only_events(b, only))
         self._windows.append((spec.window, only))
-        windows = window(step_id or f"{label}_windows", up, spec, self.partitions, self.settings.shards, self.clock)
+        windows = window(step_id or f"{label}_windows", up, spec, self.partitions, self.settings.shards)
         self.late.append(op.map(f"present_{label}_late", windows.late,
                                 lambda kv: (kv[0], late_rows(kv[1], kv[0], label))))
+        if spec.window.counts_quality:
+            self.quality.append(op.map_value(f"present_{label}_quality", windows.quality,
+                                             lambda rows: quality_rows(rows, label)))
         self.measure(lambda: op.filter_map(f"report_{label}_latency", windows.results,
                                            lambda kv: latency_report(kv[1].read_at)))
         return windows

@@ -14,6 +14,7 @@ import polars as pl
 from flows.engine.analytics.registry import stream
 
 W0, W1, W2 = "2024-03-01T10:00:00Z", "2024-03-01T10:01:00Z", "2024-03-01T10:02:00Z"
+W3, H11 = "2024-03-01T10:03:00Z", "2024-03-01T11:00:00Z"
 
 ROWS: dict[str, list[dict]] = {
     "leaderboard": [
@@ -94,15 +95,14 @@ ROWS: dict[str, list[dict]] = {
         for s in (0, 10, 20) for worker, records in (("0", 501), ("1", 301), ("total", 802))
     ],
     "quality": [
-        {"window_start": W0, "window_end": W1, "report": "at_close", "events": 120, "late": 0, "duplicates": 1,
-         "dead_letters": 2, "dropped_after_idle": 0, "watermark": "2024-03-01T10:01:00.500Z", "watermark_lag_s": 1.5,
-         "reported_at": "2024-03-01T12:00:01.000Z"},
-        {"window_start": W0, "window_end": W1, "report": "after_close", "events": 0, "late": 3, "duplicates": 0,
-         "dead_letters": 0, "dropped_after_idle": 0, "watermark": None, "watermark_lag_s": None,
-         "reported_at": "2024-03-01T12:00:09.000Z"},
-        {"window_start": W1, "window_end": W2, "report": "at_close", "events": 80, "late": 1, "duplicates": 0,
-         "dead_letters": 0, "dropped_after_idle": 0, "watermark": "2024-03-01T10:02:00.000Z", "watermark_lag_s": 2.0,
-         "reported_at": "2024-03-01T12:00:05.000Z"},
+        {"analytic": "trends", "window_start": W0, "window_end": W1, "report": "at_close", "as_of": W1,
+         "events": 120, "late": 0, "duplicates": 1, "dead_letters": 2, "dropped_after_idle": 0},
+        {"analytic": "trends", "window_start": W0, "window_end": W1, "report": "after_close", "as_of": W3,
+         "events": 0, "late": 3, "duplicates": 0, "dead_letters": 0, "dropped_after_idle": 0},
+        {"analytic": "trends", "window_start": W1, "window_end": W2, "report": "at_close", "as_of": W2,
+         "events": 80, "late": 1, "duplicates": 0, "dead_letters": 0, "dropped_after_idle": 0},
+        {"analytic": "funnel", "window_start": W0, "window_end": H11, "report": "at_close", "as_of": H11,
+         "events": 500, "late": 0, "duplicates": 1, "dead_letters": 2, "dropped_after_idle": 0},
     ],
 }
 

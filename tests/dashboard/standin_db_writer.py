@@ -145,7 +145,7 @@ def write_many(url: str, frames: Mapping[OutputStream, pl.DataFrame]) -> int:
 
 # When each stream's rows reach the database in a live run: their event time of release.
 RELEASED_AT = {
-    "leaderboard": "window_end", "trends": "window_end", "quality": "window_end", "funnel": "window_end",
+    "leaderboard": "window_end", "trends": "window_end", "quality": "as_of", "funnel": "window_end",
     "timeseries": "bucket_end", "anomalies": "bucket_end", "sessions": "session_end", "triggers": "triggered_at",
     "recommendations": "as_of", "late": "watermark",
 }

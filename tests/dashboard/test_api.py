@@ -194,6 +194,8 @@ def test_quality_adds_up_every_report_of_a_window(known):
         {"window_start": W1, "window_end": W2, "events": 80, "late": 1, "duplicates": 0, "dead_letters": 0,
          "dropped_after_idle": 0, "reports": 1},
     ]}
+    funnel = get(known, "/api/quality?analytic=funnel")["rows"]
+    assert [(r["window_start"], r["events"], r["reports"]) for r in funnel] == [(W0, 500, 1)]
 
 
 def test_status_gives_each_table_s_latest_time(known, known_url):
@@ -204,7 +206,7 @@ def test_status_gives_each_table_s_latest_time(known, known_url):
         "triggers": {"table": True, "latest": "2024-03-01T11:00:00.000Z"},
         "recommendations": {"table": True, "latest": H11},
         "monitoring": {"table": True, "latest": "2024-03-01T12:00:20.000Z"},
-        "quality": {"table": True, "latest": "2024-03-01T12:00:09.000Z"},
+        "quality": {"table": True, "latest": H11},
     }}
 
 
@@ -244,7 +246,7 @@ EMPTY = {
     "/api/recommendations": "no recommendations for product p1 yet: it needs sessions that bought it with "
                             "something else",
     "/api/monitoring": "no monitoring rows yet: one comes every DMP_MONITOR_INTERVAL",
-    "/api/quality": "no quality rows yet: one comes as each window closes",
+    "/api/quality": "no quality rows of trends yet: they come as its windows close",
     "/api/status": None,
 }
 

@@ -23,9 +23,8 @@ SMALL_SIM = {"DMP_SIM_EVENTS": "20000", "DMP_SIM_MALFORMED_RATE": "0.002", "DMP_
 # (A paced simulator cuts batches per time slice and draws the records it corrupts per batch, so its events
 # differ from an unpaced run's: paced runs are compared with a paced reference.)
 PACED = {**SMALL_SIM, "DMP_SIM_SPEED": "20"}
-# Wall-clock rows, and a key that is not unique yet (README "The results database"): compared apart.
-WALL_CLOCK = ("quality", "monitoring")
-NOT_UNIQUE_YET = ("late",)
+# Rows keyed by the wall clock (README "The results database"): compared apart.
+WALL_CLOCK = ("monitoring",)
 
 
 def env(**settings: str) -> dict[str, str]:
@@ -70,28 +69,8 @@ def canonical(stream: OutputStream, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def assert_same_tables(got: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame]) -> None:
-    """Equal tables, but for the streams with wall-clock rows or a key that is not unique yet.
-
-    ``quality`` and ``monitoring`` carry wall-clock times (``reported_at``,
-    ``interval_start``) in their keys, so each run adds its own rows: only
-    quality's per-window counts are compared (a window's rows add up to its
-    totals). ``late`` may collapse two late events that share its key
-    (being fixed: a sequence number joins the key), keeping whichever came
-    last: only its keys are compared.
-    """
+    """Equal tables, but for ``monitoring``, whose rows are keyed by wall-clock intervals (each run adds its own)."""
     assert set(got) == set(expected)
     for name, frame in expected.items():
-        if name == "monitoring":
-            continue
-        if name == "quality":
-            assert_frame_equal(quality_totals(got[name]), quality_totals(frame))
-        elif name in NOT_UNIQUE_YET:
-            key = list(next(s for s in streams() if s.name == name).key)
-            assert_frame_equal(got[name].select(key).unique().sort(key), frame.select(key).unique().sort(key))
-        else:
-            assert_frame_equal(got[name], frame, check_exact=True)
-
-
-def quality_totals(quality: pl.DataFrame) -> pl.DataFrame:
-    counts = ["events", "late", "duplicates", "dead_letters", "dropped_after_idle"]
-    return quality.group_by("window_start").agg(pl.col(counts).sum()).sort("window_start")
+        if name not in WALL_CLOCK:
+            assert_frame_equal(got[name], frame, check_exact=True, obj=name)

@@ -122,10 +122,10 @@ def dedup_extent_ms(settings: Settings) -> int:
 def streams(settings: Settings | None = None) -> tuple[OutputStream, ...]:
     """The output streams of the running analytics (of all of them without settings), engine streams included."""
     from flows.engine.monitor import MONITORING
-    from flows.engine.present import DEAD_LETTERS, LATE, QUARANTINE
+    from flows.engine.present import DEAD_LETTERS, LATE, QUALITY, QUARANTINE
 
     chosen = analytics() if settings is None else running(settings)
-    found = [DEAD_LETTERS, QUARANTINE, LATE, *(s for a in chosen for s in a.streams)]
+    found = [DEAD_LETTERS, QUARANTINE, LATE, QUALITY, *(s for a in chosen for s in a.streams)]
     if settings is None or settings.monitor_interval_ms:
         found.append(MONITORING)
     unique: dict[str, OutputStream] = {}
@@ -149,3 +149,15 @@ def markdown_table(extra_rows: Sequence[str] = ()) -> str:
         key = ", ".join(f"`{k}`" for k in s.key)
         rows.append(f"| `{s.name}` | {s.row} | {key} | {s.fields} |")
     return "\n".join([*rows, *extra_rows])
+
+
+def topic_table(prefix: str = "dmp.") -> str:
+    """README-ops' table of output topics, their message keys and what writes them, from the declarations."""
+    rows = ["| Topic | Message key | Written when |", "| --- | --- | --- |"]
+    for s in streams():
+        key = "the input message's key" if s.original is not None else "`" + "#".join(f"<{k}>" for k in s.key) + "`"
+        owners = [a.name for a in analytics() if s in a.streams]
+        when = (", ".join(f"`{name}`" for name in owners) + " in `DMP_ANALYTICS`") if owners else (
+            "`DMP_MONITOR_INTERVAL` > 0" if s.name == "monitoring" else "always")
+        rows.append(f"| `{prefix}{s.name}` | {key} | {when} |")
+    return "\n".join(rows)

@@ -29,7 +29,7 @@ from flows.engine.analytics.leaderboard import LEADERBOARD, leaderboard
 from flows.engine.analytics.registry import Analytic
 from flows.engine.errors import ConfigError
 from flows.engine.money import line_micros, money
-from flows.engine.present import QUALITY, as_time, quality_rows
+from flows.engine.present import as_time
 from flows.engine.schema import ClosedWindows
 from flows.engine.setting import Group, at_least, duration, integer, optional, positive, setting, whole_seconds
 from flows.engine.streams import INT, MONEY, TEXT, TIME, Column, OutputStream
@@ -193,7 +193,7 @@ TRENDS = OutputStream(
 
 
 def wire(w: Wiring) -> None:
-    """trends_windows -> compare_with_previous_window -> trends; rank_top_n -> leaderboard; quality."""
+    """trends_windows -> compare_with_previous_window -> trends; rank_top_n -> leaderboard."""
     settings = w.group(TrendSettings)
     window, top_n = settings.window, settings.top_n
     windows = w.window("trends", trends_aggregate(window))  # Windowed(results, late, quality)
@@ -201,13 +201,12 @@ def wire(w: Wiring) -> None:
     board = op.map_value("rank_top_n", windows.results, lambda closed: leaderboard(closed.rows, top_n, window.size_ms))
     w.write(TRENDS, trends)
     w.write(LEADERBOARD, board)
-    w.write(QUALITY, op.map_value("present_quality", windows.quality, quality_rows))
 
 
 ANALYTICS = (
     Analytic(
         "trends", 10, "per product and window: views, carts, purchases, revenue and a change indicator; the top N",
-        streams=(TRENDS, LEADERBOARD, QUALITY), wire=wire, settings=TrendSettings,
+        streams=(TRENDS, LEADERBOARD), wire=wire, settings=TrendSettings,
         dedup_windows=lambda settings: (settings.group(TrendSettings).window,),
     ),
 )
