@@ -165,7 +165,10 @@ class Sessions:
         """Merge pending rows with the open sessions of the keys they touch."""
         if not self.pending:
             return
-        pending = _concat(self.pending)
+        if len({frame.width for frame in self.pending}) == 1:
+            pending = _concat(self.pending)
+        else:  # resumed: a function's numbered events (snapshot's open sessions) beside raw ones
+            pending = pl.concat(self.pending, how="diagonal")
         self.pending, self.pending_rows = [], 0
         untouched: list[pl.DataFrame] = []
         touched = [pending]

@@ -18,7 +18,9 @@ from flows.engine.db.url import DbUrl
 from flows.engine.streams import OutputStream
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL_SIM = {"DMP_SIM_EVENTS": "20000", "DMP_SIM_MALFORMED_RATE": "0.002", "DMP_SIM_STRAGGLER_RATE": "0.005"}
+# 200 s of a busy shop (the simulator's default is a week of a small one).
+SMALL_SIM = {"DMP_SIM_EVENTS": "20000", "DMP_SIM_EVENTS_PER_SECOND": "100", "DMP_SIM_MALFORMED_RATE": "0.002",
+             "DMP_SIM_STRAGGLER_RATE": "0.005"}
 # The same 200 s of event time at 20x, about 10 s of wall time: long enough to kill it or stop its database.
 # (A paced simulator cuts batches per time slice and draws the records it corrupts per batch, so its events
 # differ from an unpaced run's: paced runs are compared with a paced reference.)
