@@ -75,4 +75,7 @@ def assert_same_tables(got: dict[str, pl.DataFrame], expected: dict[str, pl.Data
     assert set(got) == set(expected)
     for name, frame in expected.items():
         if name not in WALL_CLOCK:
-            assert_frame_equal(got[name], frame, check_exact=True, obj=name)
+            try:
+                assert_frame_equal(got[name], frame, check_exact=True)
+            except AssertionError as error:
+                raise AssertionError(f"table {name}: {error}") from None

@@ -123,7 +123,7 @@ def test_indexes_by_time_and_by_product_or_user_exist(db):
     assert sorted(name for (name,) in rows) == sorted([
         "trends_by_product_id", "leaderboard_by_product_id", "late_by_ts", "late_by_product_id", "late_by_user_id",
         "sessions_by_session_start", "recommendations_by_as_of", "triggers_by_triggered_at", "triggers_by_user_id",
-        "quarantine_by_ts", "quarantine_by_product_id", "quarantine_by_user_id",
+        "quality_by_window_start", "quarantine_by_ts", "quarantine_by_product_id", "quarantine_by_user_id",
     ])
 
 
