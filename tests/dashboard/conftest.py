@@ -57,7 +57,7 @@ def _drop_tables(url: str) -> None:
         names = [name for (name,) in connection.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").fetchall()]
         for name in names:
-            connection.execute(f'DROP TABLE "{name}"')
+            connection.execute(f'DROP TABLE IF EXISTS "{name}" CASCADE')  # the views go with their tables
 
 
 @pytest.fixture(params=BACKENDS)

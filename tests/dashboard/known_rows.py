@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from flows.engine.analytics.registry import stream
+from flows.engine.analytics.registry import stream, streams
+from flows.engine.db.database import Database
+from flows.engine.db.url import DbUrl
+from flows.engine.streams import OutputStream
 
 W0, W1, W2 = "2024-03-01T10:00:00Z", "2024-03-01T10:01:00Z", "2024-03-01T10:02:00Z"
 W3, H11 = "2024-03-01T10:03:00Z", "2024-03-01T11:00:00Z"
@@ -115,10 +119,28 @@ def typed(name: str, rows: list[dict] | None = None) -> pl.DataFrame:
     return declared.conform(pl.read_ndjson(io.BytesIO(text), schema=declared.json_schema))
 
 
+def create_tables(url: str, declared: Sequence[OutputStream] | None = None) -> None:
+    """The tables (indexes, views) of ``declared`` (default: every stream), as a starting flow creates them."""
+    database = Database.open(DbUrl.parse(url))
+    try:
+        database.ensure_schema(streams() if declared is None else declared)
+    finally:
+        database.close()
+
+
+def write_many(url: str, frames: Mapping[OutputStream, pl.DataFrame]) -> None:
+    """Typed rows into every stream's table, by the results database's own writer (upserts)."""
+    database = Database.open(DbUrl.parse(url))
+    try:
+        database.ensure_schema(streams())
+        for declared, frame in frames.items():
+            database.write(declared, frame)
+    finally:
+        database.close()
+
+
 def write_known(url: str) -> None:
     """Every stream's table, with :data:`ROWS` in them (and a dead letter that is not UTF-8)."""
-    from tests.dashboard.standin_db_writer import create_tables, write_many
-
     create_tables(url)
     dead = pl.DataFrame({"reason": ["not valid UTF-8"], "raw": [b"\xff{"], "source": ["sim-0:7"]},
                         schema=stream("dead_letters").schema)

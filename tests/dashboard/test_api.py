@@ -7,8 +7,7 @@ import pytest
 from flows.dashboard.database import open_database
 from flows.dashboard.panels import ENDPOINTS, NO_RESULTS
 from flows.engine.analytics.registry import stream
-from tests.dashboard.known_rows import W0, W1, W2, write_known
-from tests.dashboard.standin_db_writer import create_tables
+from tests.dashboard.known_rows import W0, W1, W2, create_tables, write_known
 
 H10, H11 = "2024-03-01T10:00:00Z", "2024-03-01T11:00:00Z"
 # One request per endpoint, with the parameters it requires.

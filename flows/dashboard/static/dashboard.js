@@ -92,7 +92,8 @@ async function drawSeries() {
   paintSeries();
   const anomalies = await api("/api/anomalies", { limit: 8 });
   $("#anomalies-table tbody").replaceChildren(...anomalies.rows.map((a) => {
-    const tr = htmlEl("tr", { class: a.direction, tabindex: "0", "data-metric": a.metric, "data-category": a.category });
+    const tr = htmlEl("tr", { class: a.direction, tabindex: "0", "data-metric": a.metric, "data-category": a.category,
+      "data-bucket": a.bucket_start });
     htmlEl("td", {}, fmtDateTime(parseTime(a.bucket_start)), tr);
     htmlEl("td", {}, `${a.metric} · ${a.category}`, tr);
     htmlEl("td", { class: "num" }, fmtNumber(a.actual, 2), tr);
