@@ -34,6 +34,7 @@ def test_every_variable_is_read():
         "DMP_INPUT_FORMAT": "csv",
         "DMP_OUT_DIR": "/tmp/x",
         "DMP_OUT_FORMAT": "parquet",
+        "DMP_OUT_ROTATE": "64MiB",
         "DMP_WINDOW": "5m",
         "DMP_WINDOW_SLIDE": "1m",
         "DMP_ALLOWED_LATENESS": "1m30s",
@@ -116,8 +117,8 @@ def test_every_variable_is_read():
     assert {s.env for s in declared()} == set(env)
     assert DashboardSettings.read(env) == DashboardSettings(host="0.0.0.0", port=9050)
     s = Settings.from_env(env)
-    assert (s.source, s.input, s.input_format, s.out_dir, s.out_format) == (
-        "file", "data/*.jsonl", "csv", Path("/tmp/x"), "parquet")
+    assert (s.source, s.input, s.input_format, s.out_dir, s.out_format, s.out_rotate_bytes) == (
+        "file", "data/*.jsonl", "csv", Path("/tmp/x"), "parquet", 64 << 20)
     assert (s.window_ms, s.allowed_lateness_ms, s.top_n, s.shards, s.batch_bytes, s.read_ahead, s.summary) == (
         300_000, 90_000, 3, 4, 65_536, 0, False)
     assert (s.window, s.idle_timeout_ms, s.dedup, s.dedup_horizon_ms) == (SlidingWindow(300_000, 60_000), 15_000, False, None)
@@ -189,6 +190,7 @@ def test_secrets_never_show_in_settings_or_errors():
         ({"DMP_SIM_START": "yesterday"}, "DMP_SIM_START"),
         ({"DMP_SIM_USERS": "2", "DMP_SIM_PARTITIONS": "4"}, "DMP_SIM_USERS"),
         ({"DMP_SIM_EVENTS_PER_SECOND": "0"}, "DMP_SIM_EVENTS_PER_SECOND"),
+        ({"DMP_OUT_ROTATE": "lots"}, "DMP_OUT_ROTATE"),
         ({"DMP_SOURCE": "kafka"}, "DMP_KAFKA_BROKERS"),
         ({"DMP_SINK": "kafka"}, "DMP_KAFKA_BROKERS"),
         ({"DMP_SINK": "files,s3"}, "DMP_SINK"),
@@ -233,7 +235,7 @@ def test_durations(text, ms):
 def test_the_readme_table_lists_every_variable():
     table = markdown_table()
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert table in readme, "regenerate it: python -m flows.engine.config"
+    assert table in readme, "regenerate it: python -m flows.tools.docs"
     assert all(f"`{s.env}`" in table for s in declared())
 
 
@@ -265,11 +267,27 @@ def test_the_readme_stream_table_is_the_registry_s():
     from flows.engine.analytics.registry import markdown_table as stream_table
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert stream_table() in readme, "regenerate it: see flows.engine.analytics.registry.markdown_table"
+    assert stream_table() in readme, "regenerate it: python -m flows.tools.docs"
 
 
 def test_the_ops_guide_topic_table_is_the_registry_s():
     from flows.engine.analytics.registry import topic_table
 
     guide = (Path(__file__).resolve().parents[1] / "README-ops.md").read_text()
-    assert topic_table() in guide, "regenerate it: see flows.engine.analytics.registry.topic_table"
+    assert topic_table() in guide, "regenerate it: python -m flows.tools.docs"
+
+
+def test_the_docs_tool_rewrites_a_table_and_nothing_around_it():
+    from flows.tools.docs import replace_table
+
+    text = "intro\n| A | B |\n| --- | --- |\n| old | row |\n\nafter\n"
+    assert replace_table(text, "| A | B |\n| --- | --- |\n| new | row |") == (
+        "intro\n| A | B |\n| --- | --- |\n| new | row |\n\nafter\n")
+    with pytest.raises(LookupError, match="0 tables begin with"):
+        replace_table(text, "| C |\n| --- |")
+
+
+def test_the_docs_tool_finds_every_table_up_to_date(capsys):
+    from flows.tools.docs import main
+
+    assert main(["--check"]) == 0, capsys.readouterr().err

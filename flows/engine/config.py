@@ -48,6 +48,7 @@ from flows.engine.setting import (
     optional,
     positive,
     setting,
+    size,
     text,
 )
 
@@ -246,6 +247,10 @@ class Settings(Group):
                              "the files it writes")
     out_format: OutputFormat = setting("DMP_OUT_FORMAT", "jsonl", choice("jsonl", "parquet"),
                                         "File format of the outputs")
+    out_rotate_bytes: int = setting("DMP_OUT_ROTATE", "256MB", size,
+                                     "A JSON Lines output file this large is closed and the next one begun "
+                                     "(`part-0000.jsonl`, `part-0000-000001.jsonl`, ...; at a batch's end, so "
+                                     "a file may pass it by one batch); `0` never rotates")
     sinks: tuple[SinkKind, ...] = setting("DMP_SINK", "files,db", choices(SINK_KINDS, SINK_EXAMPLE),
                                            "Where outputs go, any of `files`, `kafka` and `db` (the results database "
                                            "at `DMP_DB_URL`), e.g. `files`, `kafka,db`, `files,kafka,db`")

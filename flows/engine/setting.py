@@ -167,6 +167,23 @@ def integer(text: str) -> int:
         raise ValueError(msg) from None
 
 
+_UNITS_BYTES = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+_SIZE = re.compile(r"(\d+)\s*([a-z]*)")
+
+
+def size(text: str) -> int:
+    """``1000000``, ``500kB``, ``256MB``, ``1GiB`` or ``0`` -> bytes.
+
+    >>> size("256MB"), size("1GiB"), size("0")
+    (256000000, 1073741824, 0)
+    """
+    match = _SIZE.fullmatch(text.strip().lower().replace("_", ""))
+    if match is None or match.group(2) not in _UNITS_BYTES:
+        msg = f"expected a size in bytes, like 256MB, 1GiB or 0; got {text!r}"
+        raise ValueError(msg)
+    return int(match.group(1)) * _UNITS_BYTES[match.group(2)]
+
+
 def number(text: str) -> float:
     try:
         value = float(text.strip())

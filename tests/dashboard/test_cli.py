@@ -103,4 +103,4 @@ def test_settings_errors_are_config_errors():
 
 
 def test_the_readme_endpoint_table_is_the_dashboard_s():
-    assert markdown_table() in (ROOT / "README.md").read_text(), "regenerate it: see flows.dashboard.panels"
+    assert markdown_table() in (ROOT / "README.md").read_text(), "regenerate it: python -m flows.tools.docs"

@@ -58,7 +58,8 @@ def build_outputs(settings: Settings, streams: Sequence[OutputStream] | None = N
     tables = open_db_sinks(settings, streams) if "db" in settings.sinks else {}
     for stream in streams:
         if "files" in settings.sinks:
-            per_stream[stream.name].append(FileSink(settings.out_dir / stream.name, settings.out_format, stream=stream))
+            per_stream[stream.name].append(FileSink(settings.out_dir / stream.name, settings.out_format,
+                                                    stream=stream, rotate_bytes=settings.out_rotate_bytes))
         if "kafka" in settings.sinks:
             per_stream[stream.name].append(KafkaSink(settings.kafka, stream))
         if stream.name in tables:

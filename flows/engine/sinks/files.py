@@ -4,17 +4,20 @@ In: ``(key, frame)`` items of one stream: typed rows, as its declaration
 (:class:`~flows.engine.streams.OutputStream`) says. JSON Lines render them
 (times as ISO-8601 with ``Z``, bytes as text); Parquet keeps the types
 (times as UTC timestamps). :func:`read_stream` reads either back as a typed
-frame. Out: ``<dir>/part-0000.jsonl``
-(rows appended in arrival order) or ``<dir>/part-0000-<seq>.parquet`` (one
-file per write). Exactly once with Bytewax recovery: a part's snapshot is
-its size (or next file number), and a resumed run first cuts the part back
-to it, so the replayed epoch is written again instead of twice. A fresh run
-(no resume state) replaces what a previous run left in that part.
+frame. Out: ``<dir>/part-0000.jsonl`` (rows appended in arrival order;
+once a file reaches ``rotate_bytes``, at the end of a write, the part goes
+on in ``part-0000-000001.jsonl``, ``part-0000-000002.jsonl``, ...) or
+``<dir>/part-0000-<seq>.parquet`` (one file per write). Exactly once with
+Bytewax recovery: a part's snapshot is its current file and size (or next
+file number), and a resumed run first cuts the part back to it, so the
+replayed epoch is written again instead of twice. A fresh run (no resume
+state) replaces what a previous run left in that part, every file of it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,11 +37,12 @@ class FileSink(FixedPartitionedSink[pl.DataFrame, int]):
     """
 
     def __init__(self, directory: Path | str, fmt: OutputFormat = "jsonl", parts: int = 1,
-                 stream: OutputStream | None = None):
+                 stream: OutputStream | None = None, rotate_bytes: int = 0):
         self.stream = stream  # None: frames are written as they come (engine-form frames, in tests)
         self.directory = Path(directory)
         self.format = fmt
         self.parts = parts
+        self.rotate_bytes = rotate_bytes  # 0: one file per part
 
     def list_parts(self) -> list[str]:
         return [f"part-{index:04d}" for index in range(self.parts)]
@@ -47,7 +51,7 @@ class FileSink(FixedPartitionedSink[pl.DataFrame, int]):
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.format == "parquet":
             return _ParquetPart(self.stream, self.directory, for_part, resume_state)
-        return _JsonLinesPart(self.stream, self.directory / f"{for_part}.jsonl", resume_state)
+        return _JsonLinesPart(self.stream, self.directory, for_part, resume_state, self.rotate_bytes)
 
 
 def _frames(values: list, stream: OutputStream | None) -> pl.DataFrame | None:
@@ -60,29 +64,71 @@ def _frames(values: list, stream: OutputStream | None) -> pl.DataFrame | None:
     return stream.conform(frame) if stream is not None else frame
 
 
-class _JsonLinesPart(StatefulSinkPartition[pl.DataFrame, int]):
-    def __init__(self, stream: OutputStream | None, path: Path, resume: int | None):
+_SEGMENT = re.compile(r"(?P<part>part-\d+)(?:-(?P<segment>\d+))?\.(?:jsonl|parquet)")
+
+
+def _order(path: Path) -> tuple[str, int, str]:
+    """A part's files in the order they were written: ``part-0000.jsonl`` is its segment 0."""
+    match = _SEGMENT.fullmatch(path.name)
+    return (match["part"], int(match["segment"] or 0), path.name) if match else (path.name, 0, path.name)
+
+
+class _JsonLinesPart(StatefulSinkPartition[pl.DataFrame, "tuple[int, int] | int"]):
+    """One part's rows in files of about ``rotate_bytes``; its state is (segment, size of that segment)."""
+
+    def __init__(self, stream: OutputStream | None, directory: Path, part: str,
+                 resume: tuple[int, int] | int | None, rotate_bytes: int = 0):
         self.stream = stream
-        self.path = path
-        if resume is None or not path.exists():
-            self.handle: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.directory = directory
+        self.part = part
+        self.rotate_bytes = rotate_bytes
+        # A snapshot of an earlier version is the size of the one file it wrote.
+        segment, length = (0, resume) if isinstance(resume, int) else (resume or (None, None))
+        self.segment = segment or 0
+        for stale in self._files():
+            if resume is None or _order(stale)[1] > self.segment:
+                stale.unlink()
+        path = self._path(self.segment)
+        if length is None or not path.exists():
+            self.handle: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed in close()
         else:
             self.handle = open(path, "r+b")  # noqa: SIM115
-            self.handle.truncate(resume)
-            self.handle.seek(resume)
+            self.handle.truncate(length)
+            self.handle.seek(length)
+
+    def _path(self, segment: int) -> Path:
+        return self.directory / (f"{self.part}.jsonl" if segment == 0 else f"{self.part}-{segment:06d}.jsonl")
+
+    def _files(self) -> list[Path]:
+        return [path for path in self.directory.glob(f"{self.part}*.jsonl")
+                if (match := _SEGMENT.fullmatch(path.name)) and match["part"] == self.part]
 
     def write_batch(self, values: list[pl.DataFrame]) -> None:
         frame = _frames(values, self.stream)
-        if frame is not None:
-            (self.stream.to_json(frame) if self.stream is not None else frame).write_ndjson(self.handle)
+        if frame is None:
+            return
+        if self.handle is None:  # the previous file is full: the next one begins with this write
+            self.handle = open(self._path(self.segment), "wb")  # noqa: SIM115
+        (self.stream.to_json(frame) if self.stream is not None else frame).write_ndjson(self.handle)
+        if self.rotate_bytes and self.handle.tell() >= self.rotate_bytes:
+            self._sync()
+            self.handle.close()
+            self.handle, self.segment = None, self.segment + 1
 
-    def snapshot(self) -> int:
+    def _sync(self) -> None:
+        assert self.handle is not None
         self.handle.flush()
         os.fsync(self.handle.fileno())
-        return self.handle.tell()
+
+    def snapshot(self) -> tuple[int, int]:
+        if self.handle is None:
+            return self.segment, 0
+        self._sync()
+        return self.segment, self.handle.tell()
 
     def close(self) -> None:
-        self.handle.close()
+        if self.handle is not None:
+            self.handle.close()
 
 
 class _ParquetPart(StatefulSinkPartition[pl.DataFrame, int]):
@@ -118,9 +164,9 @@ def read_stream(out_dir: Path | str, stream: OutputStream | str) -> pl.DataFrame
 
         stream = declared(stream)
     directory = Path(out_dir) / stream.name
-    frames = [pl.read_ndjson(path, schema=stream.json_schema) for path in sorted(directory.glob("*.jsonl"))
-              if path.stat().st_size]
-    frames += [pl.read_parquet(path) for path in sorted(directory.glob("*.parquet"))]
+    frames = [pl.read_ndjson(path, schema=stream.json_schema)
+              for path in sorted(directory.glob("*.jsonl"), key=_order) if path.stat().st_size]
+    frames += [pl.read_parquet(path) for path in sorted(directory.glob("*.parquet"), key=_order)]
     if not frames:
         return pl.DataFrame(schema=stream.schema)
     return stream.conform(pl.concat(frames, how="vertical_relaxed"))
