@@ -162,6 +162,6 @@ def test_each_analytic_runs_as_its_own_flow(tmp_path, analytic):
     assert done.returncode == 0, done.stderr
     written = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert {analytic, "dead_letters", "monitoring"} <= set(written)
-    assert set(written) <= {analytic, "dead_letters", "monitoring", "late", "quarantine"}  # no anomaly in 5 minutes
+    assert set(written) <= {analytic, "dead_letters", "monitoring", "late", "quarantine", "quality"}  # no anomaly in 5 min
     assert pl.read_ndjson(tmp_path / analytic / "part-0000.jsonl").height > 0
     assert json.loads((tmp_path / "summary.json").read_text())["reconciled"]
