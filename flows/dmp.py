@@ -28,7 +28,7 @@ from flows.engine.analytics import registry
 from flows.engine.config import Settings
 from flows.engine.errors import DmpError
 from flows.engine.monitor import WorkerIdentity, batch_report, late_report, monitor, watermark_report
-from flows.engine.operators import decode, decoder, stamp_event_time, summarize, write
+from flows.engine.operators import DecodeOptions, decode, decoder, stamp_event_time, summarize, write
 from flows.engine.present import DEAD_LETTERS, LATE, QUALITY, QUARANTINE, quarantine_rows
 from flows.engine.sinks import Outputs, build_outputs
 from flows.engine.sources import open_source, source_partitions
@@ -50,7 +50,7 @@ def build(
     """
     settings = settings if settings is not None else Settings.from_env()
     fields = registry.event_fields(settings)
-    decoding = {"bounds": settings.bounds, "duplicates": settings.duplicate_fields}
+    decoding: DecodeOptions = {"bounds": settings.bounds, "duplicates": settings.duplicate_fields}
     source = source if source is not None else open_source(settings, prepare=decoder(fields, **decoding))
     partitions = list(partitions) if partitions is not None else source_partitions(source)
     outputs = outputs if outputs is not None else build_outputs(settings)

@@ -19,6 +19,7 @@ rescanned every second, so a process living less than that may be missed.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
@@ -112,16 +113,12 @@ def _reap_leftovers(keep: set[int], grace_s: float = 10.0) -> None:
         if sig == signal.SIGTERM and time.monotonic() > deadline:
             sig, sent = signal.SIGKILL, set()
         for pid in _tree(orphans, _parents()) - sent:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
             sent.add(pid)
         for pid in orphans:  # their own children become ours as they die, and are found next pass
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
         time.sleep(0.05)
 
 

@@ -72,7 +72,8 @@ def machine() -> str:
 
 
 def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False, capture_output=True, text=True)
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=False,
+                          capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, check=False,
                            capture_output=True, text=True).stdout.strip()
     return done.stdout.strip() + (" (uncommitted changes)" if dirty else "")
@@ -229,10 +230,12 @@ def notes(systems: list[System], tallies: dict[str, Tally], big: int) -> list[st
         lines.append(f"  {system.label}: {system.how}")
         if tally.broker_cpu_s:
             broker = statistics.median(tally.broker_cpu_s) / big * 1e6
-            lines.append(f"    + the Tansu broker's own CPU during its runs (not in the table): {broker:.2f} CPU-s per 1M")
+            lines.append(f"    + the Tansu broker's own CPU during its runs (not in the table): "
+                         f"{broker:.2f} CPU-s per 1M")
         distinct = Counter(tally.checks)
         if len(distinct) > 1:
-            lines.append(f"    results varied over rounds: {len(distinct)} different outcomes in {len(tally.checks)} runs")
+            lines.append(f"    results varied over rounds: {len(distinct)} different outcomes "
+                         f"in {len(tally.checks)} runs")
         for failure in tally.failures:
             lines.append(f"    FAILED: {failure}")
     return lines

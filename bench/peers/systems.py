@@ -131,7 +131,8 @@ def _java() -> str:
 def _tansu() -> str:
     from flows.tools.broker import tansu_binary
 
-    return subprocess.run([str(tansu_binary()), "--version"], check=False, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run([str(tansu_binary()), "--version"], check=False, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 def _quix_versions(python: Path) -> str:
@@ -143,8 +144,10 @@ def _quix_versions(python: Path) -> str:
 
 def _flink(watermarks: str) -> System:
     label = "Flink SQL" if watermarks == "per-event" else "Flink SQL, periodic wm"
+    emitted = ("emitted on every advance (auto-watermark-interval 0)" if watermarks == "per-event"
+               else "every 200 ms of wall clock (the default)")
     how = ("PyFlink Table API, SQL only: TUMBLE TVF + window Top-N, one statement set, parallelism 1, "
-           f"watermark ts - 30.001 s, {'emitted on every advance (auto-watermark-interval 0)' if watermarks == 'per-event' else 'every 200 ms of wall clock (the default)'}, "
+           f"watermark ts - 30.001 s, {emitted}, "
            "no checkpoints; the gateway JVM is in the tree")
     return System(
         key="flink" if watermarks == "per-event" else "flink-periodic",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import polars as pl
 
@@ -143,7 +143,8 @@ class WindowedAggregate(_Keyed):
     window: Window
     measures: Mapping[str, Agg | pl.Expr]
     gather: bool | None = None
-    results_carry_last_ts = True  # sessions' rows carry their last event's time, which orders them
+    # Sessions' rows carry their last event's time, which orders them.
+    results_carry_last_ts: ClassVar[Literal[True]] = True
 
     @functools.cached_property
     def aggs(self) -> dict[str, Agg]:
@@ -212,7 +213,7 @@ class WindowedFunction(_Keyed):
     columns: tuple[str, ...]
     function: Callable[[pl.DataFrame], pl.DataFrame]
     gather: bool | None = None
-    results_carry_last_ts = False
+    results_carry_last_ts: ClassVar[Literal[False]] = False
 
     @property
     def needed(self) -> list[str]:

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -42,6 +43,9 @@ from flows.engine.parse import Duplicates, Records
 from flows.engine.readers import NUMBERS
 from flows.engine.schema import EVENT_TYPES, OPTIONAL_FIELDS, EventType, RawBatch, event_schema
 from flows.engine.timeparse import parse_event_time
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 _REASON_VALUE_CHARS = 60
 _INT64_LIMIT = 2.0**63
@@ -249,7 +253,7 @@ def _reason(bounds: Bounds) -> pl.Expr:
                                                  f" is above the maximum line value {_number(bounds.max_line_value)}")),
     ]
     condition, message = rules[0]
-    chain = pl.when(condition.fill_null(False)).then(message)
+    chain: Then | ChainedThen = pl.when(condition.fill_null(False)).then(message)
     for condition, message in rules[1:]:
         chain = chain.when(condition.fill_null(False)).then(message)
     return chain.otherwise(pl.lit("invalid record"))

@@ -169,6 +169,7 @@ class WorkerMonitor(StatefulBatchLogic[Report, Figures, MonitorState]):
         return None if self.figures is None else datetime.fromtimestamp(self.figures.end, tz=timezone.utc)
 
     def _due(self) -> list[Figures]:
+        assert self.figures is not None  # on_batch made them; there is nothing to notify of before
         now = self.clock()
         out = []
         while now >= self.figures.end:

@@ -18,7 +18,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import bytewax.operators as op
 import polars as pl
@@ -80,6 +80,13 @@ class DecodedBatch:
 
     events: EventBatch
     dead_letters: pl.DataFrame
+
+
+class DecodeOptions(TypedDict):
+    """The keyword arguments :func:`decoder` and :func:`decode` share, for passing them on as ``**options``."""
+
+    bounds: Bounds
+    duplicates: Duplicates
 
 
 def decoder(

@@ -28,7 +28,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import polars as pl
@@ -93,14 +93,14 @@ class Records:
     def listed(self) -> _Listed:
         raw = self.raw
         if self.is_chunk:
-            view = _ChunkLines.of(bytes(raw.payload), raw.first_line)
+            view = _ChunkLines.of(bytes(cast(bytes, raw.payload)), raw.first_line)
             if view is not None:
-                return _Listed(view, view, view.numbers, ":", None)  # type: ignore[arg-type]
-            split = bytes(raw.payload).split(b"\n")
+                return _Listed(view, view, view.numbers, ":", None)
+            split = bytes(cast(bytes, raw.payload)).split(b"\n")
             numbered = [(number, line) for number, line in enumerate(split, start=raw.first_line) if line.strip(_BLANK)]
             lines = [line[:-1] if line.endswith(b"\r") else line for _, line in numbered]
             return _Listed(lines, lines, [number for number, _ in numbered], ":", None)
-        originals = [bytes(message) if message is not None else b"" for message in raw.payload]  # type: ignore[union-attr]
+        originals = [bytes(message) if message is not None else b"" for message in raw.payload]
         offsets = list(raw.offsets) if raw.offsets is not None else list(range(len(originals)))
         keys = list(raw.keys) if raw.keys is not None else None
         lines = [o.removeprefix(BOM) for o in originals]
@@ -120,7 +120,7 @@ class Records:
         record ``i`` (see :meth:`fast_path_rows`).
         """
         if self.is_chunk:
-            chunk = bytes(self.raw.payload)
+            chunk = bytes(cast(bytes, self.raw.payload))  # is_chunk: bytes, bytearray or memoryview
             if chunk[:1] in (b"", b" ", b"\t", b"\r", b"\n") and not chunk.strip(_BLANK + b"\n"):
                 return empty_fields(), []
             if self.raw.format == "csv" and _BLANK_LINE.search(chunk.rstrip(_BLANK + b"\n")):
@@ -264,7 +264,7 @@ class Records:
     def _escapes(self) -> bool:
         """Whether any record has a backslash (a memchr for a chunk)."""
         if self.is_chunk:
-            return b"\\" in bytes(self.raw.payload)
+            return b"\\" in bytes(cast(bytes, self.raw.payload))
         return any(b"\\" in line for line in self.listed.parse_lines)
 
     def _failing(self, lines: Sequence[bytes], indices: list[int], frames: list, rows: list[int],
@@ -356,7 +356,7 @@ class _ChunkLines(Sequence[bytes]):
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         return self.chunk[self.starts[index] : self.ends[index]]

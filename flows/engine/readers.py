@@ -37,7 +37,7 @@ FIELDS = (
     "quantity",
 )
 ALIASES = {"event_time": "ts", "user_session": "session_id", "category_code": "category"}
-NUMBERS = {"price": pl.Float64, "quantity": pl.Int64}
+NUMBERS: dict[str, pl.DataType | type[pl.DataType]] = {"price": pl.Float64, "quantity": pl.Int64}
 _REQUIRED_CSV = ({"ts", "event_time"}, {"event_type"}, {"user_id"}, {"product_id"})
 LONE_SURROGATE = r"\\u[dD][89abAB][0-9a-fA-F]{2}(?:[^\\]|\\[^u])"
 """A high surrogate escape not followed by another escape: Polars reads it as NUL (a low one it refuses)."""

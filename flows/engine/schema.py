@@ -27,7 +27,8 @@ from flows.engine.windows import WINDOW_END, WINDOW_START
 EVENT_TYPES = ("view", "add_to_cart", "remove_from_cart", "purchase")
 EventType = pl.Enum(EVENT_TYPES)
 
-EVENT_SCHEMA = pl.Schema(
+# Typed: a mix of dtype classes and instances (the Enum) would otherwise infer as dict[str, object].
+_EVENT_DTYPES: dict[str, pl.DataType | type[pl.DataType]] = (
     {
         "event_id": pl.String,
         "event_type": EventType,
@@ -42,6 +43,7 @@ EVENT_SCHEMA = pl.Schema(
         "quantity": pl.Int64,
     }
 )
+EVENT_SCHEMA = pl.Schema(_EVENT_DTYPES)
 
 # Every event has these (they are validated); the others are decoded only
 # when a flow asks for them (projection pushdown: parsing fewer string

@@ -35,9 +35,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 REASON = "reason"
 _LOOP_AFTER = 32  # jumps in one batch before the rest is screened event by event (bounded work)
@@ -103,7 +107,7 @@ class Screen:
                            f"more than {_duration(self.clock_ms)} ahead of the wall clock"))
         if not limits or not events.height:
             return events
-        reason = pl.when(limits[0][0]).then(pl.lit(limits[0][1]))
+        reason: Then | ChainedThen = pl.when(limits[0][0]).then(pl.lit(limits[0][1]))
         for condition, text in limits[1:]:
             reason = reason.when(condition).then(pl.lit(text))
         flagged = events.with_columns(reason.alias(REASON))

@@ -26,7 +26,7 @@ from flows.engine.errors import DmpError, StateError
 from flows.engine.routing import PLACEMENT, ShardUpdate
 from flows.engine.schema import AS_OF, BEGINNING_OF_TIME, END_OF_TIME, ClosedWindows
 from flows.engine.state import open_state, split_closed
-from flows.engine.windows import WINDOW_START, Window
+from flows.engine.windows import WINDOW_START, FixedWindow, Window
 
 
 @dataclass
@@ -111,6 +111,7 @@ class WindowShard(StatefulBatchLogic[ShardUpdate, ClosedWindows, ShardState]):
             # was left out as idle and came back with old events: count them.
             ends = self.window.already_closed(rows, self.closed_until)
             if ends is not None:
+                assert isinstance(self.window, FixedWindow)  # sessions never have rows of closed windows
                 late_rows, rows = split_closed(rows, ends, self.closed_until)
                 reported = pl.max_horizontal(pl.lit(self.closed_until), pl.col(WINDOW_START) + self.window.size_ms)
                 self.dropped.append(self.spec.counts(late_rows).with_columns(reported.alias(AS_OF)))

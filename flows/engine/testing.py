@@ -185,7 +185,8 @@ def windowed_flow(
     ``quality``, ``dead_letters``), e.g. with file sinks for recovery tests.
     """
     captured = WindowedOutputs()
-    chosen = {name: TestingSink(getattr(captured, name)) for name in ("results", "late", "quality", "dead_letters")}
+    streams = ("results", "late", "quality", "dead_letters")
+    chosen: dict[str, Sink] = {name: TestingSink(getattr(captured, name)) for name in streams}
     chosen.update(sinks or {})
     flow = Dataflow(f"test_{spec.name}")
     raw = op.input("read", flow, source if isinstance(source, Source) else TestingSource(list(source)))

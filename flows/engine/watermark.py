@@ -27,6 +27,7 @@ uninterrupted one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -65,8 +66,8 @@ def stamp(events: pl.DataFrame, max_ts: int | None, lateness_ms: int) -> tuple[p
     watermark = pl.when(seen_before == BEGINNING_OF_TIME).then(BEGINNING_OF_TIME).otherwise(seen_before - lateness_ms)
     stamped = events.with_columns(watermark.alias("watermark"))
     if events.height:
-        batch_max = events["ts"].max()
-        max_ts = batch_max if max_ts is None else max(max_ts, batch_max)  # type: ignore[type-var]
+        batch_max = cast(int, events["ts"].max())  # Polars types max() as any scalar; ts is Int64, not empty
+        max_ts = batch_max if max_ts is None else max(max_ts, batch_max)
     return stamped, max_ts
 
 

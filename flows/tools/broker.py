@@ -95,6 +95,7 @@ class LocalBroker:
 
     def create_topic(self, name: str, partitions: int = 1) -> str:
         """Create a topic (an existing one is left as it is); return its name."""
+        assert self._admin is not None, "start() the broker first"
         futures = self._admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
         try:
             futures[name].result(timeout=30)
@@ -105,6 +106,7 @@ class LocalBroker:
 
     def delete_topic(self, name: str) -> None:
         """Delete a topic and wait until the broker no longer lists it."""
+        assert self._admin is not None, "start() the broker first"
         self._admin.delete_topics([name])[name].result(timeout=30)
         deadline = time.monotonic() + 30
         while name in self._admin.list_topics(timeout=10).topics and time.monotonic() < deadline:

@@ -28,6 +28,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, TopicPartition
 
@@ -58,11 +59,15 @@ def _text(raw: bytes | None) -> str:
 def record(message: Message, stream: OutputStream | None) -> dict:
     """One message as a row: a stream's row as its JSON says, else what the message carries."""
     if stream is not None and stream.original is None:
-        return json.loads(message.value())
+        payload = message.value()
+        assert payload is not None, "a stream's sink writes every row as a JSON value"
+        return json.loads(payload)
     row = {"partition": message.partition(), "offset": message.offset(), "key": _text(message.key())}
     if stream is None:
         return {**row, "value": _text(message.value())}
-    headers = {name: _text(value) for name, value in message.headers() or []}
+    # confluent_kafka types headers() as what produce() takes (a dict, too); a consumed message has a list.
+    listed = cast("list[tuple[str, bytes | None]]", message.headers() or [])
+    headers = {name: _text(value) for name, value in listed}
     value = _text(message.value())
     if "dmp.original_size" in headers:
         value = f"({int(headers['dmp.original_size']):,} bytes, cut to {len(message.value() or b''):,}) {value}"
@@ -139,7 +144,7 @@ def read(settings: KafkaSettings, topic: str, *, from_beginning: bool, follow: b
                     if wanted is None or message.key() == wanted:
                         batch.append(message)
                 elif error.code() == KafkaError._PARTITION_EOF:
-                    ended.add(message.partition())
+                    ended.add(message.partition())  # type: ignore[arg-type]  # Optional in confluent_kafka; EOF names one
                 else:
                     raise DmpError(f"reading {topic!r}: {error.str()}")
             if not batch:

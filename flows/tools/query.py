@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -29,7 +29,7 @@ from flows.engine.db.url import DbUrl
 from flows.engine.errors import ConfigError
 from flows.engine.setting import instant
 
-PARSERS = {"time": instant, "text": str, "int": int}
+PARSERS: dict[str, Callable[[str], object]] = {"time": instant, "text": str, "int": int}
 
 
 def _common() -> argparse.ArgumentParser:

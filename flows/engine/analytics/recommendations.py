@@ -71,7 +71,7 @@ RECOMMENDATIONS = OutputStream(
 )
 _PRODUCTS = {"product_id": pl.String, "n": pl.Float64}
 _PAIRS = {"product_id": pl.String, "other": pl.String, "co": pl.Float64}
-_EMITTED = {"product_id": pl.String, "related": pl.List(pl.String)}
+_EMITTED: dict[str, pl.DataType | type[pl.DataType]] = {"product_id": pl.String, "related": pl.List(pl.String)}
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def present(rows: pl.DataFrame, window: FixedWindow) -> pl.DataFrame:
     )
 
 
-class TrendChange(StatefulBatchLogic[ClosedWindows, pl.DataFrame, pl.DataFrame]):
+class TrendChange(StatefulBatchLogic[ClosedWindows, pl.DataFrame, pl.DataFrame | None]):
     """Complete trend windows (in window order) -> output rows with the change indicator.
 
     Keeps only the rows of the last complete window (bounded by the

@@ -52,7 +52,8 @@ from flows.engine.wiring import Wiring
 CART_ABANDONED = "cart_abandoned"
 HIGH_VALUE = "high_value_customer"
 
-CANDIDATE_SCHEMA = pl.Schema(
+# Typed: dtype classes and an instance (the List) would otherwise infer as dict[str, object].
+_CANDIDATE_DTYPES: dict[str, pl.DataType | type[pl.DataType]] = (
     {
         "user_id": pl.String,
         "trigger_type": pl.String,
@@ -62,6 +63,7 @@ CANDIDATE_SCHEMA = pl.Schema(
         "products": pl.List(pl.String),
     }
 )
+CANDIDATE_SCHEMA = pl.Schema(_CANDIDATE_DTYPES)
 TRIGGERS = OutputStream(
     "triggers",
     row="marketing trigger that fired",

@@ -151,10 +151,11 @@ class Database:
     def _retrying(self, what: str | Callable[[], str], attempt: Callable[[], Any]) -> Any:
         deadline: float | None = None
         delay = FIRST_DELAY_S
+        retried: tuple[type[BaseException], ...] = (DbUnavailableError, *self.dialect.errors)
         while True:
             try:
                 done = attempt()
-            except (DbUnavailableError, *self.dialect.errors) as ex:
+            except retried as ex:
                 message = ex.reason if isinstance(ex, DbUnavailableError) else self.url.hide(first_line(ex))
                 if not isinstance(ex, DbUnavailableError) and not self.dialect.transient(ex):
                     refused = f"{_what(what)}: {self.dialect.name} refused it: {message}"
@@ -194,4 +195,4 @@ def _batch(stream: OutputStream, frame: pl.DataFrame) -> str:
     keys = frame.select(stream.key_text().alias("key"))["key"]
     rows = f"{frame.height:,} row{'' if frame.height == 1 else 's'}"
     return (f"{stream.name}: a batch of {rows} ({'#'.join(stream.key)} "
-            f"{keys.min()} .. {keys.max()})")
+            f"{keys.min()!s} .. {keys.max()!s})")

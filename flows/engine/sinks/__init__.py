@@ -27,7 +27,7 @@ from flows.engine.streams import OutputStream
 
 __all__ = ["DbSink", "FileSink", "KafkaSink", "Outputs", "SummarySink", "build_outputs"]
 
-Sinks = Sink | Sequence[Sink]
+Sinks = Sink | list[Sink] | tuple[Sink, ...]  # what Outputs.sinks() expands: a list or tuple
 
 
 @dataclass(frozen=True)

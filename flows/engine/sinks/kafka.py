@@ -88,7 +88,9 @@ def produce(producer: Producer, topic: str, value: bytes, key: bytes | None, on_
     """
     while True:
         try:
-            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)
+            # confluent_kafka types headers as an invariant list of (str, str | bytes | None), which a list of
+            # (str, bytes) pairs (what fitted() makes) is not to mypy, though it is to the client.
+            producer.produce(topic, value=value, key=key, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
             return
         except BufferError:
             producer.poll(0.05)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -57,7 +57,8 @@ class IdleAwarePartition(StatefulSourcePartition[Any, Any]):
         self.marked = False
 
     def next_batch(self) -> list[Any]:
-        items = self.inner.next_batch()  # StopIteration: the partition ended
+        # StopIteration: the partition ended. (Bytewax types batches as Iterable; our partitions return lists.)
+        items = cast(list[Any], self.inner.next_batch())
         now = self.clock()
         if items:
             self.heard, self.marked = now, False

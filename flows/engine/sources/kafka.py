@@ -270,8 +270,9 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaPosition]):
             if any([message.error() is not None for message in messages]):  # rare: EOF, broker trouble
                 messages, ended = self._without_errors(messages)
         if self.end is not None:
-            kept = [message for message in messages if message.offset() < self.end]
-            ended = ended or len(kept) < len(messages) or bool(kept and kept[-1].offset() + 1 >= self.end)
+            # confluent_kafka types Message.offset() Optional; a consumed message without an error has one.
+            kept = [message for message in messages if message.offset() < self.end]  # type: ignore[operator]
+            ended = ended or len(kept) < len(messages) or bool(kept and kept[-1].offset() + 1 >= self.end)  # type: ignore[operator]
             messages = kept
         if not messages and not ended:
             self._quiet()

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -155,7 +155,7 @@ class ReadAheadPartition(StatefulSourcePartition):
     def fetch_one(self) -> bool:
         """Read one raw batch of this partition; whether anything came."""
         try:
-            items = self.inner.next_batch()
+            items = cast(list[Any], self.inner.next_batch())  # Bytewax says Iterable; ours return lists
         except StopIteration:
             message: Any = _Ended()
         except BaseException as ex:

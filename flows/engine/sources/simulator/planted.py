@@ -153,11 +153,6 @@ def _planted_user_index(users: int) -> int:
     return max(_PLANTED_USER_INDEX, -(-users // 1_000_000) * 1_000_000)
 
 
-def _planted_user_index(users: int) -> int:
-    """Index of the first planted user (user id minus 500000000): a block above every ordinary user."""
-    return max(_PLANTED_USER_INDEX, -(-users // 1_000_000) * 1_000_000)
-
-
 def _scheduled(first: int, stop: int, offset: np.ndarray, every: int) -> tuple[np.ndarray, np.ndarray]:
     """Times ``offset[j] + k * every`` (ms after the start, k >= 0) in slices ``first .. stop-1``: (j, time), by j."""
     low = -(-(first * SLICE_MS - offset) // every)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -98,6 +99,10 @@ class Events:
 _COLUMNS = ("slice", "session", "kind", "ts", "user", "product", "quantity")
 
 
+@overload
+def daily_cycle(ts_ms: np.ndarray) -> np.ndarray: ...
+@overload
+def daily_cycle(ts_ms: float) -> float: ...
 def daily_cycle(ts_ms: np.ndarray | float) -> np.ndarray | float:
     """Traffic multiplier by time of day (UTC): mean 1, low at 08:00, peak at 20:00."""
     hour = (np.asarray(ts_ms) / 3_600_000.0) % 24
