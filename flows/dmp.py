@@ -16,7 +16,6 @@ values stop it at start-up.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,7 +25,7 @@ from bytewax.inputs import Source
 
 from flows.engine.analytics import registry
 from flows.engine.config import Settings
-from flows.engine.errors import DmpError
+from flows.engine.launch import flow_attribute
 from flows.engine.monitor import WorkerIdentity, batch_report, late_report, monitor, watermark_report
 from flows.engine.operators import decode, decoder, stamp_event_time, summarize, write
 from flows.engine.present import DEAD_LETTERS, LATE, QUALITY, QUARANTINE, quarantine_rows
@@ -42,18 +41,21 @@ def build(
     source: Source | None = None,
     partitions: Sequence[str] | None = None,
     outputs: Outputs | None = None,
+    fresh_outputs: bool = False,
 ) -> Dataflow:
     """Build the flow; every argument defaults to what ``DMP_*`` settings say.
 
     ``partitions`` names every partition ``source`` emits batches for (our
     sources know theirs; a ``TestingSource`` of plain records needs none).
+    ``fresh_outputs``: a run that does not resume, whose file outputs replace
+    every stream's files (``python -m bytewax.run`` knows; see :mod:`flows.engine.launch`).
     """
     settings = settings if settings is not None else Settings.from_env()
     fields = registry.event_fields(settings)
     decoding = {"bounds": settings.bounds, "duplicates": settings.duplicate_fields}
     source = source if source is not None else open_source(settings, prepare=decoder(fields, **decoding))
     partitions = list(partitions) if partitions is not None else source_partitions(source)
-    outputs = outputs if outputs is not None else build_outputs(settings)
+    outputs = outputs if outputs is not None else build_outputs(settings, fresh=fresh_outputs)
 
     flow = Dataflow("dmp")
     raw = op.input("read", flow, source)  # RawBatch per source partition
@@ -84,8 +86,8 @@ def build(
         write("write_monitoring", rows, outputs.sinks("monitoring"))
         op.output("identify_workers", rows, WorkerIdentity())  # tells each worker thread its index
     if outputs.summary is not None:
-        summary = summarize("summarize", op.merge("tallies", *branches.tallies), settings.top_n)
-        op.output("write_summary", summary, outputs.summary)
+        summarize("summarize", op.merge("tallies", *branches.tallies), settings.top_n, outputs.summary,
+                  settings.max_dead_letter_share)  # at the end of input, or of what a Ctrl-C let through
     return flow
 
 
@@ -99,23 +101,5 @@ def only(analytics: Sequence[str]) -> Callable[..., Dataflow]:
     return build_only
 
 
-def flow_attribute(build_flow: Callable[[], Dataflow]) -> Callable[[str], Any]:
-    """A flow module's ``__getattr__``: ``python -m bytewax.run`` asks for ``flow``.
-
-    The flow is built then, from the environment, not at import; bad
-    settings are reported plainly.
-    """
-
-    def module_getattr(name: str) -> Any:
-        if name != "flow":
-            raise AttributeError(name)
-        try:
-            return build_flow()
-        except DmpError as ex:
-            print(f"dmp: {ex}", file=sys.stderr)
-            raise SystemExit(2) from None
-
-    return module_getattr
-
-
-__getattr__ = flow_attribute(build)
+__all__ = ["build", "flow_attribute", "only"]
+__getattr__ = flow_attribute(build)  # python -m bytewax.run flows.dmp: built then, from DMP_* settings
