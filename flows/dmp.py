@@ -10,8 +10,8 @@ their ``quality`` and ``late`` streams, sessions, the funnel,
 recommendations, triggers, time series and anomalies; see
 :mod:`flows.engine.analytics`), ``monitoring`` (the pipeline's own figures
 per worker, also Prometheus metrics) and a run summary at the end of a
-bounded run. Configuration: ``DMP_*`` variables (see the README); bad
-values stop it at start-up.
+bounded run; progress on stderr (``DMP_PROGRESS``). Configuration:
+``DMP_*`` variables (see the README); bad values stop it at start-up.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from flows.engine.launch import flow_attribute
 from flows.engine.monitor import WorkerIdentity, batch_report, late_report, monitor, watermark_report
 from flows.engine.operators import decode, decoder, stamp_event_time, summarize, write
 from flows.engine.present import DEAD_LETTERS, LATE, QUALITY, QUARANTINE, quarantine_rows
+from flows.engine.progress import progress
 from flows.engine.sinks import Outputs, build_outputs
-from flows.engine.sources import open_source, source_partitions
+from flows.engine.sources import open_source, source_partitions, source_sizes
 from flows.engine.summary import event_tally
 from flows.engine.wiring import Wiring
 
@@ -65,6 +66,8 @@ def build(
         screen=settings.screen,
     )
     write("write_dead_letters", decoded.dead_letters, outputs.sinks(DEAD_LETTERS.name))  # typed rows; sinks render
+    if settings.progress != "off":
+        progress("show_progress", decoded.events, source_sizes(source), settings.progress)  # stderr, one worker
     quarantined = op.filter_map("quarantined", stamped, quarantine_rows)  # (partition, rows)
     write("write_quarantine", quarantined, outputs.sinks(QUARANTINE.name))
     branches = Wiring(settings, stamped, partitions, outputs)  # what every analytic draws from

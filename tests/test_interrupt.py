@@ -7,6 +7,7 @@ was never interrupted (an interrupt is not an end of input).
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def test_a_signal_stops_the_run_at_once_with_the_summary_so_far(tmp_path, signum
     assert took < 3
     assert "dmp run summary (INTERRUPTED" in out
     assert "panic" not in err and "Traceback" not in err
-    assert len(err.splitlines()) <= 2, err
+    assert len(err.splitlines()) <= 2, err  # at most a line of progress
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["interrupted"] and summary["records"] > 0 and summary["reconciled"]
 
@@ -74,6 +75,8 @@ def lines(out: Path, stream: str) -> list[str]:
 def test_an_interrupted_run_resumes_to_the_results_of_an_uninterrupted_one(tmp_path):
     whole = bytewax_run(settings={**PACED, "DMP_OUT_DIR": str(tmp_path / "whole")})
     assert whole.returncode == 0, whole.stderr
+    assert re.search(r"^dmp: [\d,]+ events \([\d,]+/s\), event time 2024-01-01T00:\d\d:\d\dZ$", whole.stderr, re.M), (
+        whole.stderr)  # progress: a line every 10 s when stderr is not a terminal
 
     recovery, out = tmp_path / "recovery", tmp_path / "resumed"
     recovery.mkdir()
@@ -82,7 +85,7 @@ def test_an_interrupted_run_resumes_to_the_results_of_an_uninterrupted_one(tmp_p
     proc = start(out, PACED, *args)
     wait_for_results(out, proc)
     time.sleep(2)  # a few snapshots in
-    stdout, err, _ = stop(proc, signal.SIGINT)
+    _, err, _ = stop(proc, signal.SIGINT)
     assert proc.returncode == 130, err
     interrupted = json.loads((out / "summary.json").read_text())
     assert interrupted["interrupted"] and 0 < interrupted["records"] < 24_000

@@ -100,7 +100,7 @@ def decoder(
         result = decode_batch(raw, fields, bounds=bounds, duplicates=duplicates)
         records = source_records(raw, result.events.height + result.dead_letters.height)
         at = tuple(result.dead_letters["events_before"].to_list()) if result.dead_letters.height else ()
-        events = EventBatch(raw.partition, result.events, records, raw.last, raw.read_at, raw.idle, at)
+        events = EventBatch(raw.partition, result.events, records, raw.last, raw.read_at, raw.idle, at, raw.read_to)
         return DecodedBatch(events, result.dead_letters)
 
     return decode_item

@@ -24,7 +24,7 @@ from flows.engine.sources.readahead import ReadAheadSource
 from flows.engine.sources.simulator import SimSource
 
 __all__ = ["FileSource", "IdleAwareSource", "InterruptibleSource", "KafkaSource", "ReadAheadSource", "SimSource",
-           "open_source", "source_partitions"]
+           "open_source", "source_partitions", "source_sizes"]
 
 
 def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = None) -> Source:
@@ -50,6 +50,19 @@ def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = 
     if settings.idle_timeout_ms > 0:
         source = IdleAwareSource(source, settings.idle_timeout_ms)
     return InterruptibleSource(source)
+
+
+def source_sizes(source: Source) -> dict[str, int] | None:
+    """Bytes of each partition (files: what progress shows the percent done of), or ``None`` (unbounded, unknown).
+
+    Looks through our wrappers (read-ahead, idle, interruptible) to the source they wrap.
+    """
+    while source is not None:
+        sizes = getattr(source, "sizes", None)
+        if callable(sizes):
+            return sizes()
+        source = getattr(source, "inner", None)
+    return None
 
 
 def source_partitions(source: Source) -> list[str]:

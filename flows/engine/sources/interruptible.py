@@ -27,11 +27,6 @@ class InterruptibleSource(FixedPartitionedSource):
     def partitions(self) -> list[str]:
         return self.inner.partitions()  # type: ignore[attr-defined]
 
-    def sizes(self) -> dict[str, int] | None:
-        """Bytes each partition will read (files), or ``None``: what progress reports percent done of."""
-        sizes = getattr(self.inner, "sizes", None)
-        return sizes() if callable(sizes) else None
-
     def list_parts(self) -> list[str]:
         return self.inner.list_parts()
 
