@@ -85,7 +85,8 @@ def build(
     branches.measure(lambda: op.map("report_late", events, late_report))
 
     if branches.reports:
-        rows = monitor("monitor", op.merge("reports", *branches.reports), settings.monitor_interval_ms / 1000)
+        rows = monitor("monitor", op.merge("reports", *branches.reports), settings.monitor_interval_ms / 1000,
+                       settings.live)
         write("write_monitoring", rows, outputs.sinks("monitoring"))
         op.output("identify_workers", rows, WorkerIdentity())  # tells each worker thread its index
     if outputs.summary is not None:
