@@ -10,13 +10,12 @@ their ``quality`` and ``late`` streams, sessions, the funnel,
 recommendations, triggers, time series and anomalies; see
 :mod:`flows.engine.analytics`), ``monitoring`` (the pipeline's own figures
 per worker, also Prometheus metrics) and a run summary at the end of a
-bounded run. Configuration: ``DMP_*`` variables (see the README); bad
-values stop it at start-up.
+bounded run; progress on stderr (``DMP_PROGRESS``). Configuration:
+``DMP_*`` variables (see the README); bad values stop it at start-up.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,12 +25,13 @@ from bytewax.inputs import Source
 
 from flows.engine.analytics import registry
 from flows.engine.config import Settings
-from flows.engine.errors import DmpError
+from flows.engine.launch import flow_attribute
 from flows.engine.monitor import WorkerIdentity, batch_report, late_report, monitor, watermark_report
 from flows.engine.operators import DecodeOptions, decode, decoder, stamp_event_time, summarize, write
 from flows.engine.present import DEAD_LETTERS, LATE, QUALITY, QUARANTINE, quarantine_rows
+from flows.engine.progress import progress
 from flows.engine.sinks import Outputs, build_outputs
-from flows.engine.sources import open_source, source_partitions
+from flows.engine.sources import open_source, source_partitions, source_sizes
 from flows.engine.summary import event_tally
 from flows.engine.wiring import Wiring
 
@@ -42,18 +42,21 @@ def build(
     source: Source | None = None,
     partitions: Sequence[str] | None = None,
     outputs: Outputs | None = None,
+    fresh_outputs: bool = False,
 ) -> Dataflow:
     """Build the flow; every argument defaults to what ``DMP_*`` settings say.
 
     ``partitions`` names every partition ``source`` emits batches for (our
     sources know theirs; a ``TestingSource`` of plain records needs none).
+    ``fresh_outputs``: a run that does not resume, whose file outputs replace
+    every stream's files (``python -m bytewax.run`` knows; see :mod:`flows.engine.launch`).
     """
     settings = settings if settings is not None else Settings.from_env()
     fields = registry.event_fields(settings)
     decoding: DecodeOptions = {"bounds": settings.bounds, "duplicates": settings.duplicate_fields}
     source = source if source is not None else open_source(settings, prepare=decoder(fields, **decoding))
     partitions = list(partitions) if partitions is not None else source_partitions(source)
-    outputs = outputs if outputs is not None else build_outputs(settings)
+    outputs = outputs if outputs is not None else build_outputs(settings, fresh=fresh_outputs)
 
     flow = Dataflow("dmp")
     raw = op.input("read", flow, source)  # RawBatch per source partition
@@ -63,6 +66,8 @@ def build(
         screen=settings.screen,
     )
     write("write_dead_letters", decoded.dead_letters, outputs.sinks(DEAD_LETTERS.name))  # typed rows; sinks render
+    if settings.progress != "off":
+        progress("show_progress", decoded.events, source_sizes(source), settings.progress)  # stderr, one worker
     quarantined = op.filter_map("quarantined", stamped, quarantine_rows)  # (partition, rows)
     write("write_quarantine", quarantined, outputs.sinks(QUARANTINE.name))
     branches = Wiring(settings, stamped, partitions, outputs)  # what every analytic draws from
@@ -80,12 +85,13 @@ def build(
     branches.measure(lambda: op.map("report_late", events, late_report))
 
     if branches.reports:
-        rows = monitor("monitor", op.merge("reports", *branches.reports), settings.monitor_interval_ms / 1000)
+        rows = monitor("monitor", op.merge("reports", *branches.reports), settings.monitor_interval_ms / 1000,
+                       settings.live)
         write("write_monitoring", rows, outputs.sinks("monitoring"))
         op.output("identify_workers", rows, WorkerIdentity())  # tells each worker thread its index
     if outputs.summary is not None:
-        summary = summarize("summarize", op.merge("tallies", *branches.tallies), settings.top_n)
-        op.output("write_summary", summary, outputs.summary)
+        summarize("summarize", op.merge("tallies", *branches.tallies), settings.top_n, outputs.summary,
+                  settings.max_dead_letter_share)  # at the end of input, or of what a Ctrl-C let through
     return flow
 
 
@@ -99,23 +105,5 @@ def only(analytics: Sequence[str]) -> Callable[..., Dataflow]:
     return build_only
 
 
-def flow_attribute(build_flow: Callable[[], Dataflow]) -> Callable[[str], Any]:
-    """A flow module's ``__getattr__``: ``python -m bytewax.run`` asks for ``flow``.
-
-    The flow is built then, from the environment, not at import; bad
-    settings are reported plainly.
-    """
-
-    def module_getattr(name: str) -> Any:
-        if name != "flow":
-            raise AttributeError(name)
-        try:
-            return build_flow()
-        except DmpError as ex:
-            print(f"dmp: {ex}", file=sys.stderr)
-            raise SystemExit(2) from None
-
-    return module_getattr
-
-
-__getattr__ = flow_attribute(build)
+__all__ = ["build", "flow_attribute", "only"]
+__getattr__ = flow_attribute(build)  # python -m bytewax.run flows.dmp: built then, from DMP_* settings

@@ -165,3 +165,60 @@ def test_each_analytic_runs_as_its_own_flow(tmp_path, analytic):
     assert set(written) <= {analytic, "dead_letters", "monitoring", "late", "quarantine", "quality"}  # no anomaly in 5 min
     assert pl.read_ndjson(tmp_path / analytic / "part-0000.jsonl").height > 0
     assert json.loads((tmp_path / "summary.json").read_text())["reconciled"]
+
+
+def test_an_output_directory_that_cannot_be_written_fails_at_start_up_in_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+    done = bytewax_run(settings={"DMP_SIM_EVENTS": "100", "DMP_OUT_DIR": str(blocker / "out")}, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"dmp: DMP_OUT_DIR='{blocker / 'out'}': cannot write the outputs there")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_a_fresh_run_replaces_every_stream_s_files_even_those_it_writes_nothing_to(tmp_path):
+    for stream in ("dead_letters", "anomalies", "quarantine"):  # the REES46 sample has none of these
+        (tmp_path / stream).mkdir()
+        (tmp_path / stream / "part-0000.jsonl").write_text('{"from": "an earlier run"}\n' * 145)
+    done = bytewax_run(settings={"DMP_SOURCE": "file", "DMP_INPUT": str(DATA), "DMP_OUT_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    from flows.engine.sinks.files import read_stream
+
+    assert json.loads((tmp_path / "summary.json").read_text())["dead_letters"] == 0
+    for stream in ("dead_letters", "anomalies", "quarantine"):
+        assert read_stream(tmp_path, stream).height == 0, stream
+    assert read_stream(tmp_path, "trends").height > 0
+
+
+@pytest.fixture
+def garbage(tmp_path) -> Path:
+    path = tmp_path / "garbage.jsonl"
+    path.write_text("".join(f"this is not an event {i}\n" for i in range(200)))
+    return path
+
+
+def test_an_input_of_dead_letters_only_warns_at_the_end(tmp_path, garbage):
+    done = bytewax_run(settings={"DMP_SOURCE": "file", "DMP_INPUT": str(garbage), "DMP_OUT_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    warning = (f"dmp: warning: all 200 records of input '{garbage}' were dead letters "
+               "(above DMP_MAX_DEAD_LETTER_SHARE=0.5; see dead_letters)")
+    assert warning in done.stderr.splitlines()
+    assert "warning: all 200 records" in done.stdout  # in the summary too
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["dead_letter_inputs"] == [
+        {"input": str(garbage), "records": 200, "dead_letters": 200, "share": 1.0, "max_share": 0.5}]
+
+
+def test_an_input_of_dead_letters_fails_the_run_when_asked_to(tmp_path, garbage):
+    done = bytewax_run(settings={"DMP_SOURCE": "file", "DMP_INPUT": str(garbage), "DMP_OUT_DIR": str(tmp_path),
+                                 "DMP_ON_DEAD_LETTER_SHARE": "fail"})
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"dmp: error: all 200 records of input '{garbage}' were dead letters")
+    assert "dmp run summary" in done.stdout
+
+
+def test_a_share_of_dead_letters_under_the_limit_is_no_warning(tmp_path):
+    done = bytewax_run(settings={"DMP_SOURCE": "file", "DMP_INPUT": str(DATA), "DMP_OUT_DIR": str(tmp_path),
+                                 "DMP_MAX_DEAD_LETTER_SHARE": "0"})  # no dead letter at all: 0 is not above 0
+    assert done.returncode == 0 and "warning" not in done.stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["dead_letter_inputs"] == []

@@ -52,6 +52,9 @@ def test_every_variable_is_read():
         "DMP_BATCH_BYTES": "65536",
         "DMP_READ_AHEAD": "0",
         "DMP_SUMMARY": "false",
+        "DMP_MAX_DEAD_LETTER_SHARE": "0.2",
+        "DMP_ON_DEAD_LETTER_SHARE": "fail",
+        "DMP_PROGRESS": "off",
         "DMP_ANALYTICS": "sessions, trends",
         "DMP_SESSION_GAP": "20m",
         "DMP_FUNNEL_WINDOW": "2h",
@@ -121,6 +124,7 @@ def test_every_variable_is_read():
         "file", "data/*.jsonl", "csv", Path("/tmp/x"), "parquet", 64 << 20)
     assert (s.window_ms, s.allowed_lateness_ms, s.top_n, s.shards, s.batch_bytes, s.read_ahead, s.summary) == (
         300_000, 90_000, 3, 4, 65_536, 0, False)
+    assert (s.max_dead_letter_share, s.on_dead_letter_share, s.progress) == (0.2, "fail", "off")
     assert (s.window, s.idle_timeout_ms, s.dedup, s.dedup_horizon_ms) == (SlidingWindow(300_000, 60_000), 15_000, False, None)
     assert (s.future_tolerance_ms, s.earliest_event_ms, s.clock_tolerance_ms) == (7_200_000, 1_262_304_000_000, 300_000)
     assert (s.bounds.max_price, s.bounds.max_quantity, s.bounds.max_line_value, s.duplicate_fields) == (
@@ -186,6 +190,9 @@ def test_secrets_never_show_in_settings_or_errors():
         ({"DMP_SOURCE": "file"}, "DMP_INPUT"),  # file needs an input
         ({"DMP_OUT_FORMAT": "csv"}, "DMP_OUT_FORMAT"),
         ({"DMP_SUMMARY": "maybe"}, "DMP_SUMMARY"),
+        ({"DMP_MAX_DEAD_LETTER_SHARE": "1.5"}, "DMP_MAX_DEAD_LETTER_SHARE"),
+        ({"DMP_ON_DEAD_LETTER_SHARE": "panic"}, "DMP_ON_DEAD_LETTER_SHARE"),
+        ({"DMP_PROGRESS": "sometimes"}, "DMP_PROGRESS"),
         ({"DMP_SIM_MALFORMED_RATE": "2"}, "DMP_SIM_MALFORMED_RATE"),
         ({"DMP_SIM_START": "yesterday"}, "DMP_SIM_START"),
         ({"DMP_SIM_USERS": "2", "DMP_SIM_PARTITIONS": "4"}, "DMP_SIM_USERS"),

@@ -47,11 +47,26 @@ def test_a_worker_reports_every_interval_and_zeros_when_quiet():
         ("3", 110.0, 120.0, 0, 0, 0, 0, []),
     ]
     assert out[0].watermark == 95_000
+    assert out[0].measured_from == 100.2 and out[1].measured_from == 110.0  # the first counts from the first report
     row = monitoring_row(out[0]).row(0, named=True)
-    assert row["events_per_s"] == 0.6 and row["watermark_lag_s"] == 15.0 and row["latency_p99_ms"] == 500.0
+    assert row["events_per_s"] == pytest.approx(6 / 9.8) and row["latency_p99_ms"] == 500.0
+    assert row["watermark_lag_s"] == 15.0 and row["interval_start"].timestamp() == 100.2
+    replayed = monitoring_row(out[0], live=False).row(0, named=True)  # a replay: event time is not the wall clock's
+    assert replayed["watermark_lag_s"] is None and replayed["live"] is False and replayed["watermark"] is not None
     clock.now = 126.0
     out, discard = logic.on_eof()  # the partial interval goes out at the end of input
     assert [(f.start, f.end) for f in out] == [(120.0, 126.0)] and discard
+
+
+def test_a_run_shorter_than_an_interval_is_a_rate_over_its_own_length():
+    clock = Clock(1_000.3)  # 0.3 s into an interval of 10 s
+    logic = WorkerMonitor(10.0, None, clock)
+    logic.on_batch([Report("0", 1_000.3, Counts(records=1_000, events=1_000))])
+    clock.now = 1_004.5  # the end of input, 4.2 s later
+    (figures,), _ = logic.on_eof()
+    row = monitoring_row(figures).row(0, named=True)
+    assert row["events_per_s"] == pytest.approx(1_000 / 4.2)  # about 238/s: not 100/s over an assumed 10 s
+    assert (row["interval_start"].timestamp(), row["interval_end"].timestamp()) == (1_000.3, 1_004.5)
 
 
 def test_the_total_adds_up_the_workers_of_an_interval_once_all_reported():
@@ -107,7 +122,8 @@ def test_figures_agree_with_the_input_and_latencies_are_ordered(workers):
     assert (timed["latency_p50_ms"] > 0).all()
     assert (timed["latency_p50_ms"] <= timed["latency_p95_ms"]).all()
     assert (timed["latency_p95_ms"] <= timed["latency_p99_ms"]).all()
-    assert (rows["watermark_lag_s"].drop_nulls() > 0).all()  # replayed 2024 events: far behind the wall clock
+    # Replayed 2024 events, far behind the wall clock: the lag would say nothing, so there is none.
+    assert rows["watermark_lag_s"].is_null().all() and not rows["live"].any() and rows["watermark"].drop_nulls().len()
 
 
 def test_monitoring_can_be_turned_off():

@@ -15,7 +15,14 @@ from polars.testing import assert_frame_equal
 from flows.engine.config import SimSettings
 from flows.engine.decode import decode_batch
 from flows.engine.errors import ConfigError
-from flows.engine.sources import FileSource, ReadAheadSource, SimSource, open_source, source_partitions
+from flows.engine.sources import (
+    FileSource,
+    InterruptibleSource,
+    ReadAheadSource,
+    SimSource,
+    open_source,
+    source_partitions,
+)
 from flows.engine.sources.files import expand_inputs
 from flows.engine.sources.simulator import daily_cycle, generate_slices, make_catalog
 
@@ -235,8 +242,9 @@ def test_the_catalog_has_categories_prices_and_popularity():
 def test_open_source_follows_the_settings(jsonl_file: Path):
     from flows.engine.config import Settings
 
-    assert isinstance(open_source(Settings()), SimSource)
-    assert isinstance(open_source(Settings(source="file", input=str(jsonl_file))), FileSource)
+    simulated, files = open_source(Settings()), open_source(Settings(source="file", input=str(jsonl_file)))
+    assert isinstance(simulated, InterruptibleSource) and isinstance(files, InterruptibleSource)  # Ctrl-C stops them
+    assert isinstance(simulated.inner, SimSource) and isinstance(files.inner, FileSource)
 
 
 # -- read-ahead ---------------------------------------------------------------------------

@@ -72,6 +72,10 @@ def _all_analytics() -> str:
     return ",".join(_analytic_names())
 
 
+def _share(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else f"expected a share from 0 to 1; got {value!r}"
+
+
 def _end_offsets(value: str) -> tuple[tuple[int, int], ...]:
     pairs = []
     for part in (p.strip() for p in value.split(",") if p.strip()):
@@ -296,6 +300,19 @@ class Settings(Group):
                                at_least(0))
     summary: bool = setting("DMP_SUMMARY", "true", boolean,
                              "Print a run summary and write `summary.json` at the end of a bounded run")
+    max_dead_letter_share: float = setting("DMP_MAX_DEAD_LETTER_SHARE", "0.5", number,
+                                           "An input (a file, a Kafka partition) whose dead letters are more than "
+                                           "this share of its records is reported at the end of a bounded run, on "
+                                           "stderr and in the summary: a wrong `DMP_INPUT_FORMAT`, or not events at "
+                                           "all; `1` never", _share)
+    on_dead_letter_share: Literal["warn", "fail"] = setting(
+        "DMP_ON_DEAD_LETTER_SHARE", "warn", choice("warn", "fail"),
+        "Such an input is a `warn`ing, or makes the run `fail` (exit status 1, after the summary)")
+    progress: Literal["auto", "lines", "off"] = setting(
+        "DMP_PROGRESS", "auto", choice("auto", "lines", "off"),
+        "Progress on stderr once a run has gone 5 s (events read, events/s, event time reached; for files percent "
+        "done and time left): `auto` refreshes one line in place on a terminal and prints a line every 10 s "
+        "otherwise, `lines` always prints lines, `off` none")
     sim: SimSettings = dataclasses.field(default_factory=SimSettings)
     kafka: KafkaSettings = dataclasses.field(default_factory=KafkaSettings)
     db: DbSettings = dataclasses.field(default_factory=DbSettings)

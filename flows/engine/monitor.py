@@ -18,7 +18,10 @@ and, every ``interval`` (timers, so a quiet worker still reports zeros),
 emits one row per worker and a ``total`` row: records, events, events/s
 (throughput) per worker and in total, dead letters, late events, latency
 p50/p95/p99 (ms), and the watermark lag (wall clock minus the oldest
-watermark, in seconds; large when replaying old events).
+watermark, in seconds), on live streams only (``live``): a replay's event
+time is not the wall clock's, so its lag would only say how old the data
+is. Rates are over the wall clock actually measured: a worker's first
+interval starts at its first report, its last ends at the end of input.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from flows.engine import metrics
 from flows.engine.counts import Counts
 from flows.engine.present import as_time
 from flows.engine.schema import BEGINNING_OF_TIME, END_OF_TIME, StampedBatch
-from flows.engine.streams import FLOAT, INT, TEXT, TIME_MS, Column, OutputStream
+from flows.engine.streams import BOOL, FLOAT, INT, TEXT, TIME_MS, Column, OutputStream
 from flows.engine.summary import Tally
 
 TOTAL = "total"
@@ -124,6 +127,18 @@ class Figures:
     latencies: list[float] = field(default_factory=list)
     watermark: int | None = None  # the oldest watermark held, epoch ms
     workers: int = 1
+    since: float | None = None
+    """When measuring began, if after ``start``: a worker's first interval counts from its first report, so a
+    4.2 s run is not a rate over 10 s (``start`` stays the clock-aligned slot the total groups by)."""
+
+    @property
+    def measured_from(self) -> float:
+        return self.start if self.since is None else max(self.start, self.since)
+
+    @property
+    def seconds(self) -> float:
+        """Wall-clock seconds the figures cover."""
+        return max(self.end - self.measured_from, 1e-3)
 
     def add(self, report: Report) -> None:
         self.counts += report.counts
@@ -145,9 +160,10 @@ class WorkerMonitor(StatefulBatchLogic[Report, Figures, MonitorState]):
         self.figures: Figures | None = resume.figures if resume is not None else None
 
     def on_batch(self, values: list[Report]) -> tuple[list[Figures], bool]:
-        if self.figures is None:  # the first report names the worker
-            start = (self.clock() // self.interval) * self.interval
-            self.figures = Figures(values[0].worker, start, start + self.interval)
+        if self.figures is None:  # the first report names the worker, and starts the measuring
+            now = self.clock()
+            start = (now // self.interval) * self.interval
+            self.figures = Figures(values[0].worker, start, start + self.interval, since=min(now, values[0].at))
         out = self._due()
         for report in values:
             self.figures.add(report)  # a report from just before the interval began counts in it
@@ -162,7 +178,7 @@ class WorkerMonitor(StatefulBatchLogic[Report, Figures, MonitorState]):
             return [], StatefulBatchLogic.DISCARD
         now = self.clock()
         out = self._due()
-        self.figures.end = max(min(self.figures.end, now), self.figures.start + 1e-3)  # a partial interval
+        self.figures.end = max(min(self.figures.end, now), self.figures.measured_from + 1e-3)  # a partial interval
         return [*out, self._close(self.figures)], StatefulBatchLogic.DISCARD
 
     def notify_at(self) -> datetime | None:
@@ -180,8 +196,7 @@ class WorkerMonitor(StatefulBatchLogic[Report, Figures, MonitorState]):
     def _close(self, figures: Figures) -> Figures:
         live = [wm for wm in self.watermarks.values() if wm < END_OF_TIME]
         figures.watermark = min(live) if live else None
-        seconds = figures.end - figures.start
-        metrics.EVENTS_PER_SECOND.labels(figures.worker).set(figures.counts.events / seconds)
+        metrics.EVENTS_PER_SECOND.labels(figures.worker).set(figures.counts.events / figures.seconds)
         return figures
 
     def snapshot(self) -> MonitorState:
@@ -208,7 +223,8 @@ class TotalMonitor(StatefulBatchLogic[Figures, Figures, dict]):
         for figures in values:
             self.workers.add(figures.worker)
             if figures.start < self.done_until:  # late: into the next total
-                figures = replace(figures, start=self.done_until, end=self.done_until + self.interval)
+                figures = replace(figures, start=self.done_until, end=self.done_until + self.interval,
+                                  since=max(figures.measured_from, self.done_until))
             self.pending.setdefault(figures.start, []).append(figures)
         return self._due(self.clock()), StatefulBatchLogic.RETAIN
 
@@ -248,6 +264,7 @@ def total(parts: list[Figures]) -> Figures:
         latencies=[x for f in parts for x in f.latencies],
         watermark=min(marks) if marks else None,
         workers=len(parts),
+        since=min(f.measured_from for f in parts),
     )
 
 
@@ -256,7 +273,10 @@ MONITORING = OutputStream(
     row="worker (and `total`) every `DMP_MONITOR_INTERVAL` of wall clock",
     fields="`interval_start`, `interval_end`, `worker`, `workers` (in a total), `records`, `events`, "
     "`events_per_s`, `dead_letters`, `late_events`, `latency_samples`, `latency_p50_ms`, `latency_p95_ms`, "
-    "`latency_p99_ms`, `watermark` (the oldest held), `watermark_lag_s`",
+    "`latency_p99_ms`, `watermark` (the oldest held), `watermark_lag_s` (wall clock minus it, on live "
+    "streams only: null when replaying files or an unpaced simulator, whose event time is not the wall clock's), "
+    "`live`. `interval_start` is when measuring began (a run's first interval starts at its first report), "
+    "and rates are over `interval_end - interval_start`",
     key=("interval_start", "worker"),
     columns=(
         Column("interval_start", TIME_MS, nullable=False),
@@ -268,25 +288,27 @@ MONITORING = OutputStream(
         *(Column(f"latency_{p}_ms", FLOAT) for p in ("p50", "p95", "p99")),
         Column("watermark", TIME_MS),
         Column("watermark_lag_s", FLOAT),
+        Column("live", BOOL, nullable=False),
     ),
 )
 
 
-def monitoring_row(figures: Figures) -> pl.DataFrame:
-    """:class:`Figures` -> one typed :data:`MONITORING` row."""
+def monitoring_row(figures: Figures, live: bool = True) -> pl.DataFrame:
+    """:class:`Figures` -> one typed :data:`MONITORING` row (``live``: events arrive as they happen, so the
+    watermark lag means something)."""
     p50 = p95 = p99 = None
     if figures.latencies:
         p50, p95, p99 = (float(v) * 1000 for v in np.percentile(figures.latencies, [50, 95, 99]))
     mark = figures.watermark
     row = pl.DataFrame(
         [{
-            "interval_start": int(figures.start * 1000),
+            "interval_start": int(figures.measured_from * 1000),
             "interval_end": int(figures.end * 1000),
             "worker": figures.worker,
             "workers": figures.workers,
             "records": figures.counts.records,
             "events": figures.counts.events,
-            "events_per_s": figures.counts.events / (figures.end - figures.start),
+            "events_per_s": figures.counts.events / figures.seconds,
             "dead_letters": figures.counts.dead_letters,
             "late_events": figures.counts.late,
             "latency_samples": len(figures.latencies),
@@ -294,7 +316,8 @@ def monitoring_row(figures: Figures) -> pl.DataFrame:
             "latency_p95_ms": p95,
             "latency_p99_ms": p99,
             "watermark": mark,
-            "watermark_lag_s": None if mark is None else figures.end - mark / 1000,
+            "watermark_lag_s": None if mark is None or not live else figures.end - mark / 1000,
+            "live": live,
         }],
         schema={**MONITORING.schema, "interval_start": pl.Int64, "interval_end": pl.Int64, "watermark": pl.Int64},
     )
@@ -302,7 +325,7 @@ def monitoring_row(figures: Figures) -> pl.DataFrame:
 
 
 @operator
-def monitor(step_id: str, reports: Stream[Report], interval_s: float,
+def monitor(step_id: str, reports: Stream[Report], interval_s: float, live: bool = True,
             clock: Callable[[], float] = time.time) -> Stream[tuple[str, pl.DataFrame]]:
     """Reports -> ``(worker, row)`` every ``interval_s`` per worker, and ``("total", row)``."""
     by_worker = op.key_on("by_worker", reports, lambda r: r.worker)
@@ -312,4 +335,4 @@ def monitor(step_id: str, reports: Stream[Report], interval_s: float,
     together = op.key_on("together", op.key_rm("unkey", per_worker), lambda _: TOTAL)
     totals = op.stateful_batch("total_figures", together, lambda resume: TotalMonitor(interval_s, resume, clock))
     figures = op.merge("workers_and_total", per_worker, totals)
-    return op.map("rows", figures, lambda kv: (kv[0], monitoring_row(kv[1])))
+    return op.map("rows", figures, lambda kv: (kv[0], monitoring_row(kv[1], live)))

@@ -8,7 +8,7 @@ swallowed:
 - :func:`stamp_event_time`: events -> events stamped with their partition's
   watermark (and duplicates dropped)
 - :func:`window`: stamped events -> ``Windowed(results, late, quality)``
-- :func:`summarize`: tallies -> one run summary at the end of input
+- :func:`summarize`: tallies -> one run summary at the end of input (or at a Ctrl-C), to its sink
 - :func:`write`: a stream to each of its sinks
 """
 
@@ -26,6 +26,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 
+from flows.engine import interrupt
 from flows.engine.aggregate import WindowSpec
 from flows.engine.bounds import DEFAULT_BOUNDS, Bounds
 from flows.engine.counts import Counts
@@ -106,7 +107,7 @@ def decoder(
         result = decode_batch(raw, fields, bounds=bounds, duplicates=duplicates)
         records = source_records(raw, result.events.height + result.dead_letters.height)
         at = tuple(result.dead_letters["events_before"].to_list()) if result.dead_letters.height else ()
-        events = EventBatch(raw.partition, result.events, records, raw.last, raw.read_at, raw.idle, at)
+        events = EventBatch(raw.partition, result.events, records, raw.last, raw.read_at, raw.idle, at, raw.read_to)
         return DecodedBatch(events, result.dead_letters)
 
     return decode_item
@@ -157,7 +158,7 @@ def decode(
         "tally",
         decoded,
         lambda d: Tally(Counts(records=d.events.records, events=d.events.events.height,
-                               dead_letters=d.dead_letters.height)),
+                               dead_letters=d.dead_letters.height), input=d.events.partition),
     )
     return Decoded(events, dead, tallies)
 
@@ -264,11 +265,28 @@ def only_events(batch: StampedBatch, condition: pl.Expr) -> StampedBatch:
 
 
 @operator
-def summarize(step_id: str, tallies: Stream[Tally], top: int) -> Stream[dict]:
-    """Add up every tally; emit one summary dict when the input ends."""
+def summarize(step_id: str, tallies: Stream[Tally], top: int, sink: Sink, max_dead_letter_share: float = 1.0) -> None:
+    """Add up every tally; write one summary dict to ``sink`` when the input ends.
+
+    If the run stops on Ctrl-C or SIGTERM instead, the worker holding the
+    summary hands what it has so far, marked interrupted, to the sink's
+    ``report`` (a :class:`~flows.engine.sinks.SummarySink` has one).
+    """
+    report = getattr(sink, "report", None)
+
+    def build(resume: Any) -> RunSummary:
+        logic = RunSummary(top, resume, max_dead_letter_share)
+        if report is not None:
+            def interrupted() -> None:
+                if not logic.ended:
+                    report(logic.summary(interrupted=True))
+
+            interrupt.on_stop(interrupted)
+        return logic
+
     keyed = op.key_on("one_key", tallies, lambda _: "summary")
-    summary = op.stateful_batch("run_summary", keyed, lambda resume: RunSummary(top, resume))
-    return op.key_rm("unkey", summary)
+    summary = op.stateful_batch("run_summary", keyed, build)
+    op.output("write", op.key_rm("unkey", summary), sink)
 
 
 @operator

@@ -113,6 +113,8 @@ class RawBatch:
     """True on an empty marker: the partition has been quiet for DMP_IDLE_TIMEOUT."""
     read_at: float = field(default_factory=time.time)
     """Wall-clock time the batch was read (seconds), for latency figures."""
+    read_to: int | None = None
+    """Bytes of its partition read up to the end of this batch (files), for progress; ``None``: not known."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ class EventBatch:
     idle: bool = False
     dead_letters_at: tuple[int, ...] = ()
     """One entry per record of the batch that could not be decoded: how many decoded events came before it."""
+    read_to: int | None = None
+    """Bytes of its partition read up to the end of this batch (files: the raw batch's), for progress."""
 
     @property
     def dead_letters(self) -> int:

@@ -6,7 +6,12 @@ events, late for at least one window of whichever windowed analytics run;
 per-product sales of the on-time purchases, :func:`event_tally`). Out:
 once, at the end of a bounded run, a summary dict: records in = decoded
 events + dead letters (``reconciled``, which fails if a record was lost),
-and decoded events = duplicates + on time + late.
+and decoded events = duplicates + on time + late; and each input (source
+partition: a file, a Kafka partition) whose share of dead letters is above
+``max_dead_letter_share`` (``dead_letter_inputs``: a wrong input format, a
+file of something else). A run stopped by Ctrl-C or SIGTERM gets the
+summary of what it processed so far, marked ``interrupted``
+(:meth:`RunSummary.summary`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ class Tally:
     counts: Counts = field(default_factory=Counts)
     sales: pl.DataFrame | None = None
     """Per-product sales (``product_id``, ``revenue_micros``, ``units``, ``purchases``) of on-time purchases."""
+    input: str | None = None
+    """The source partition the counts came from (the decoder's tallies), for the dead-letter share per input."""
 
 
 def event_tally(batch: StampedBatch, late_for_any: pl.Expr | None) -> Tally:
@@ -80,6 +87,7 @@ class SummaryState:
     counts: Counts = field(default_factory=Counts)
     products: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_PRODUCT_SCHEMA))
     pending: list[pl.DataFrame] = field(default_factory=list)  # sales rows not folded into products yet
+    inputs: dict[str, Counts] = field(default_factory=dict)  # records and dead letters per source partition
 
 
 class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
@@ -90,16 +98,20 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
     aggregation per half a million rows, not one per batch.
     """
 
-    def __init__(self, top: int, resume: SummaryState | None) -> None:
+    def __init__(self, top: int, resume: SummaryState | None, max_dead_letter_share: float = 1.0) -> None:
         self.top = top
+        self.max_dead_letter_share = max_dead_letter_share
         self.state = resume if resume is not None else SummaryState()
         self.pending: list[pl.DataFrame] = list(self.state.pending)
         self.pending_rows = sum(frame.height for frame in self.pending)
+        self.ended = False  # the summary went out: an interrupt after it has nothing to add
 
     def on_batch(self, values: list[Tally]) -> tuple[list[dict], bool]:
         state = self.state
         for tally in values:
             state.counts += tally.counts
+            if tally.input is not None:
+                state.inputs[tally.input] = state.inputs.get(tally.input, Counts()) + tally.counts
             if tally.sales is not None and tally.sales.height:
                 self.pending.append(tally.sales)
                 self.pending_rows += tally.sales.height
@@ -113,15 +125,18 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
             self.pending, self.pending_rows = [], 0
 
     def on_eof(self) -> tuple[list[dict], bool]:
+        self.ended = True
         return [self.summary()], StatefulBatchLogic.DISCARD
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, *, interrupted: bool = False) -> dict[str, Any]:
+        """The summary so far (``interrupted``: of a run that stopped before the end of its input)."""
         self._fold()
         state, counts = self.state, self.state.counts
         top = state.products.sort(
             ["revenue_micros", "units", "product_id"], descending=[True, True, False]
         ).head(self.top)
         return {
+            **({"interrupted": True} if interrupted else {}),
             "records": counts.records,
             "events": counts.events,
             "dead_letters": counts.dead_letters,
@@ -140,16 +155,28 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
                 }
                 for row in top.iter_rows(named=True)
             ],
+            "dead_letter_inputs": self._mostly_dead_letters(),
         }
 
+    def _mostly_dead_letters(self) -> list[dict[str, Any]]:
+        """The inputs whose dead letters are more than ``max_dead_letter_share`` of their records."""
+        return [
+            {"input": name, "records": c.records, "dead_letters": c.dead_letters, "share": c.dead_letters / c.records,
+             "max_share": self.max_dead_letter_share}
+            for name, c in sorted(self.state.inputs.items())
+            if c.records and c.dead_letters / c.records > self.max_dead_letter_share
+        ]
+
     def snapshot(self) -> SummaryState:
-        return SummaryState(self.state.counts, self.state.products, list(self.pending))  # nothing folded: cheap
+        state = self.state  # nothing folded: cheap
+        return SummaryState(state.counts, state.products, list(self.pending), dict(state.inputs))
 
 
 def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
     """A short human summary for stdout."""
     lines = [
-        "dmp run summary",
+        "dmp run summary" + (" (INTERRUPTED: of what was processed before the stop)" if summary.get("interrupted")
+                             else ""),
         f"  records read     {summary['records']:>12,}",
         f"  decoded events   {summary['events']:>12,}   on time {summary['on_time']:,}, late {summary['late']:,}, "
         f"duplicates {summary['duplicates']:,}, quarantined {summary['quarantined']:,}",
@@ -166,6 +193,25 @@ def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
                 f"    {rank:>2}. {product['product_id']:<16} {product['revenue']:>13,.2f}"
                 f"  units {product['units']:,}"
             )
+    for line in dead_letter_warnings(summary):
+        lines.append(f"  warning: {line}")
     if out_dir is not None:
         lines.append(f"  outputs in {out_dir}/ (one directory per stream, and summary.json)")
     return "\n".join(lines)
+
+
+def dead_letter_warnings(summary: dict[str, Any]) -> list[str]:
+    """One line per input whose share of dead letters is above the limit.
+
+    >>> dead_letter_warnings({"dead_letter_inputs": [
+    ...     {"input": "a.jsonl", "records": 8, "dead_letters": 8, "share": 1.0, "max_share": 0.5}]})
+    ["all 8 records of input 'a.jsonl' were dead letters (above DMP_MAX_DEAD_LETTER_SHARE=0.5; see dead_letters)"]
+    """
+    lines = []
+    for entry in summary.get("dead_letter_inputs", ()):
+        share = entry["share"]
+        what = (f"all {entry['records']:,} records" if share == 1 else
+                f"{share:.0%} of the {entry['records']:,} records ({entry['dead_letters']:,})")
+        lines.append(f"{what} of input {entry['input']!r} were dead letters (above DMP_MAX_DEAD_LETTER_SHARE="
+                     f"{entry['max_share']:g}; see dead_letters)")
+    return lines

@@ -95,7 +95,7 @@ ROWS: dict[str, list[dict]] = {
          "worker": worker, "workers": 2 if worker == "total" else 1, "records": records, "events": records - 1,
          "events_per_s": (records - 1) / 10, "dead_letters": 1, "late_events": 0, "latency_samples": 2,
          "latency_p50_ms": 12.5, "latency_p95_ms": 40.0, "latency_p99_ms": 48.0,
-         "watermark": "2024-03-01T10:01:30.000Z", "watermark_lag_s": 7110.0 + s}
+         "watermark": "2024-03-01T10:01:30.000Z", "watermark_lag_s": 7110.0 + s, "live": True}
         for s in (0, 10, 20) for worker, records in (("0", 501), ("1", 301), ("total", 802))
     ],
     "quality": [

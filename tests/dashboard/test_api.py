@@ -183,7 +183,7 @@ def test_monitoring_is_every_worker_and_the_total_over_the_latest_intervals(know
         "interval_start": "2024-03-01T12:00:20.000Z", "interval_end": "2024-03-01T12:00:30.000Z", "worker": "total",
         "workers": 2, "records": 802, "events": 801, "events_per_s": 80.1, "dead_letters": 1, "late_events": 0,
         "latency_samples": 2, "latency_p50_ms": 12.5, "latency_p95_ms": 40.0, "latency_p99_ms": 48.0,
-        "watermark": "2024-03-01T10:01:30.000Z", "watermark_lag_s": 7130.0}
+        "watermark": "2024-03-01T10:01:30.000Z", "watermark_lag_s": 7130.0, "live": True}
 
 
 def test_quality_adds_up_every_report_of_a_window(known):

@@ -11,7 +11,11 @@ on in ``part-0000-000001.jsonl``, ``part-0000-000002.jsonl``, ...) or
 Bytewax recovery: a part's snapshot is its current file and size (or next
 file number), and a resumed run first cuts the part back to it, so the
 replayed epoch is written again instead of twice. A fresh run (no resume
-state) replaces what a previous run left in that part, every file of it.
+state) replaces what a previous run left in that part, every file of it,
+and :meth:`FileSink.clear` removes every part at the start of a fresh run
+(Bytewax builds a part only when rows come, so a stream that gets none
+would keep an older run's files). :func:`writable_directory` checks the
+outputs' directory at start-up.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows.engine.config import OutputFormat
+from flows.engine.errors import ConfigError
 from flows.engine.streams import OutputStream
 
 
@@ -47,11 +52,30 @@ class FileSink(FixedPartitionedSink[pl.DataFrame, int]):
     def list_parts(self) -> list[str]:
         return [f"part-{index:04d}" for index in range(self.parts)]
 
+    def clear(self) -> None:
+        """Remove every part this sink writes (a fresh run's start: a stream without rows is then empty)."""
+        for part in self.list_parts():
+            for stale in (*self.directory.glob(f"{part}.jsonl"), *self.directory.glob(f"{part}-*.jsonl"),
+                          *self.directory.glob(f"{part}-*.parquet")):
+                stale.unlink()
+
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> StatefulSinkPartition:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.format == "parquet":
             return _ParquetPart(self.stream, self.directory, for_part, resume_state)
         return _JsonLinesPart(self.stream, self.directory, for_part, resume_state, self.rotate_bytes)
+
+
+def writable_directory(directory: Path, setting: str = "DMP_OUT_DIR") -> None:
+    """Make ``directory`` (and its parents) and check a file can be written there, or raise naming ``setting``."""
+    probe = directory / f".dmp-write-test-{os.getpid()}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as ex:
+        msg = f"{setting}={str(directory)!r}: cannot write the outputs there ({ex})"
+        raise ConfigError(msg) from None
 
 
 def _frames(values: list, stream: OutputStream | None) -> pl.DataFrame | None:

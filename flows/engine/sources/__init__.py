@@ -18,12 +18,13 @@ from flows.engine.errors import ConfigError
 from flows.engine.schema import DEFAULT_PARTITION, RawBatch
 from flows.engine.sources.files import FileSource, expand_inputs
 from flows.engine.sources.idle import IdleAwareSource
+from flows.engine.sources.interruptible import InterruptibleSource
 from flows.engine.sources.kafka import KafkaSource
 from flows.engine.sources.readahead import ReadAheadSource
 from flows.engine.sources.simulator import SimSource
 
-__all__ = ["FileSource", "IdleAwareSource", "KafkaSource", "ReadAheadSource", "SimSource", "open_source",
-           "source_partitions"]
+__all__ = ["FileSource", "IdleAwareSource", "InterruptibleSource", "KafkaSource", "ReadAheadSource", "SimSource",
+           "open_source", "source_partitions", "source_sizes"]
 
 
 def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = None) -> Source:
@@ -32,6 +33,7 @@ def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = 
     With ``prepare`` (the flow's decoder) and ``DMP_READ_AHEAD`` > 0, each
     partition decodes its next batches on a background thread. With
     ``DMP_IDLE_TIMEOUT`` > 0, quiet partitions announce that they are idle.
+    Every partition stops the run cleanly on Ctrl-C or SIGTERM.
     """
     source: FixedPartitionedSource
     if settings.source == "sim":
@@ -47,7 +49,21 @@ def open_source(settings: Settings, prepare: Callable[[RawBatch], Any] | None = 
         source = ReadAheadSource(source, prepare, settings.read_ahead)
     if settings.idle_timeout_ms > 0:
         source = IdleAwareSource(source, settings.idle_timeout_ms)
-    return source
+    return InterruptibleSource(source)
+
+
+def source_sizes(source: Source) -> dict[str, int] | None:
+    """Bytes of each partition (files: what progress shows the percent done of), or ``None`` (unbounded, unknown).
+
+    Looks through our wrappers (read-ahead, idle, interruptible) to the source they wrap.
+    """
+    wrapped: Any = source
+    while wrapped is not None:
+        sizes = getattr(wrapped, "sizes", None)
+        if callable(sizes):
+            return sizes()
+        wrapped = getattr(wrapped, "inner", None)
+    return None
 
 
 def source_partitions(source: Source) -> list[str]:

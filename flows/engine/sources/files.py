@@ -13,6 +13,7 @@ its header).
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import glob
 import gzip
 import io
@@ -125,6 +126,10 @@ class FileSource(FixedPartitionedSource[RawBatch, FilePosition]):
     def list_parts(self) -> list[str]:
         return self.partitions()
 
+    def sizes(self) -> dict[str, int]:
+        """Bytes of each file (compressed, for ``.gz``): batches say how far they have read, ``RawBatch.read_to``."""
+        return {name: spec.path.stat().st_size for name, spec in self.specs.items()}
+
     def build_part(self, step_id: str, for_part: str, resume_state: FilePosition | None) -> FilePartition:
         return FilePartition(for_part, self.specs[for_part], self.batch_bytes, resume_state)
 
@@ -157,6 +162,7 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         lines = self._count_lines(chunk)
         batch = self._batch(chunk, lines + (bool(chunk) and not chunk.endswith(b"\n")), last=at_end)
         self.position = FilePosition(self.position.offset + len(chunk), self.position.line + lines, done=at_end)
+        batch = dataclasses.replace(batch, read_to=self._read_to())
         if at_end:
             self.handle.close()
         return [batch]
@@ -186,6 +192,12 @@ class FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
             lines=lines,
             last=last,
         )
+
+    def _read_to(self) -> int:
+        """Bytes of the file read so far: of the compressed file for ``.gz`` (what :meth:`FileSource.sizes` counts)."""
+        raw = self.handle.raw if self.handle is not None else None
+        compressed = getattr(raw, "fileobj", None)
+        return compressed.tell() if compressed is not None else self.position.offset
 
     def snapshot(self) -> FilePosition:
         return self.position
