@@ -8,7 +8,7 @@ Runs Tansu, the Kafka-compatible broker shipped as a static binary in the
 a loopback port with in-memory storage: no Docker, nothing to clean up, and
 everything is gone when it stops. Production points at Apache Kafka.
 
-Tansu's quirks (see DEVELOPERS.md): its "latest offset" report is wrong once
+Tansu's quirks (found in our Kafka tests): its "latest offset" report is wrong once
 a batch holds more than one message, so nothing here relies on it (bounded
 runs stop on partition EOF), and consumer-group joins are slow (our
 consumers are assigned partitions directly).
