@@ -129,6 +129,19 @@ class FixedWindows:
         return self.frames()
 
 
+def _by_keys(held: pl.DataFrame, rows: pl.DataFrame, keys: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows of ``held`` whose keys ``rows`` carries, and the others.
+
+    One key: a membership mask and two gathers (about half the time of a
+    semi and an anti join here); a null key matches nothing, as in a join.
+    """
+    if len(keys) != 1:
+        unique = rows.select(keys).unique()
+        return held.join(unique, on=keys, how="semi"), held.join(unique, on=keys, how="anti")
+    touches = held[keys[0]].is_in(rows[keys[0]].unique().implode()).fill_null(False)
+    return held[touches.arg_true()], held[(~touches).arg_true()]
+
+
 class Sessions:
     """Open sessions: merged partial sessions, or raw events numbered into sessions."""
 
@@ -173,9 +186,9 @@ class Sessions:
         untouched: list[pl.DataFrame] = []
         touched = [pending]
         if self.open is not None:
-            keys = pending.select(self.keys).unique()
-            touched.append(self.open.join(keys, on=self.keys, how="semi"))
-            untouched.append(self.open.join(keys, on=self.keys, how="anti"))
+            touched_open, untouched_open = _by_keys(self.open, pending, self.keys)
+            touched.append(touched_open)
+            untouched.append(untouched_open)
         merged = self.spec.merge_sessions(touched)
         self.open = pl.concat([*untouched, merged.select(untouched[0].columns) if untouched else merged],
                               how="vertical")

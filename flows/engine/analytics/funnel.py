@@ -102,6 +102,11 @@ def funnel_stages(events: pl.DataFrame) -> pl.DataFrame:
     ``events`` has ``ts``, ``user_id``, ``event_type``, ``category`` and
     ``window_start``. One row per (window, category or ``"*"``, user) with a
     view; ``carted_at`` / ``purchased_at`` are null for a stage not reached.
+
+    Each stage is a plain per-group minimum over the events of one type, joined
+    to the stage before it: a condition on another aggregate inside one
+    ``group_by`` (first cart at or after the first view) makes Polars evaluate
+    every group on its own, ~4x slower on a window's ~100,000 users.
     """
     columns = events.select(WINDOW_START, "category", "user_id", "ts", "event_type")
     scoped = pl.concat(
@@ -111,15 +116,22 @@ def funnel_stages(events: pl.DataFrame) -> pl.DataFrame:
         ],
         how="vertical",
     )
-    ts, kind = pl.col("ts"), pl.col("event_type")
-    viewed = ts.filter(kind == "view").min()
-    carted = ts.filter((kind == "add_to_cart") & (ts >= viewed)).min()  # without a view (null), no cart passes
-    purchased = ts.filter((kind == "purchase") & (ts >= carted)).min()
-    stages = scoped.group_by(_GROUP).agg(
-        viewed.alias("viewed_at"), carted.alias("carted_at"), purchased.alias("purchased_at")
-    )
-    return stages.filter(pl.col("viewed_at").is_not_null()).select(
-        pl.col(name).cast(dtype) for name, dtype in STAGE_SCHEMA.items()
+    viewed = scoped.filter(pl.col("event_type") == "view").group_by(_GROUP).agg(pl.col("ts").min().alias("viewed_at"))
+    carted = _first_after(scoped, "add_to_cart", viewed, "carted_at")  # without a view, no cart passes
+    purchased = _first_after(scoped, "purchase", carted, "purchased_at")
+    stages = viewed.join(carted, on=_GROUP, how="left").join(purchased, on=_GROUP, how="left")
+    return stages.select(pl.col(name).cast(dtype) for name, dtype in STAGE_SCHEMA.items())
+
+
+def _first_after(events: pl.DataFrame, kind: str, before: pl.DataFrame, name: str) -> pl.DataFrame:
+    """Per group of ``before`` (keys and one time), the first ``kind`` event at or after that time, as ``name``."""
+    after = before.columns[-1]
+    return (
+        events.filter(pl.col("event_type") == kind)
+        .join(before, on=_GROUP, how="inner")
+        .filter(pl.col("ts") >= pl.col(after))
+        .group_by(_GROUP)
+        .agg(pl.col("ts").min().alias(name))
     )
 
 
