@@ -21,7 +21,7 @@ from flows import dmp
 from flows.engine.config import Settings
 from flows.engine.decode import decode_batch
 from flows.engine.sources.files import FileSource
-from flows.engine.testing import CapturedOutputs, batches, interleave, run
+from flows.engine.testing import CapturedOutputs, batches, drain, interleave, run
 from tests import behaviour_oracle as behaviour
 from tests import window_oracle as oracle
 
@@ -142,12 +142,7 @@ REES46 = Path(__file__).resolve().parent / "data" / "rees46-2019-oct-sample.csv"
 def rees46_events() -> list[dict]:
     """The sample's events as the decoder reads them (decoding is tested on its own)."""
     part = FileSource([REES46], batch_bytes=8192).build_part("read", str(REES46), None)
-    frames = []
-    while True:
-        try:
-            frames.extend(decode_batch(raw, ()).events for raw in part.next_batch())
-        except StopIteration:
-            break
+    frames = [decode_batch(raw, ()).events for raw in drain(part)]
     events = pl.concat(frames).with_columns(pl.col("event_type").cast(pl.String), pl.lit(None, pl.String).alias("event_id"))
     return events.select("event_id", "event_type", "ts", "user_id", "product_id", "price", "quantity").to_dicts()
 

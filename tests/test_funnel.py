@@ -26,7 +26,7 @@ from flows.engine.analytics.funnel import FUNNEL, STAGE_SCHEMA, funnel_function
 from flows.engine.analytics.funnel import funnel_rows as typed_funnel_rows
 from flows.engine.decode import decode_batch
 from flows.engine.sources import FileSource, source_partitions
-from flows.engine.testing import batches, interleave, run, windowed_flow
+from flows.engine.testing import batches, drain, interleave, run, windowed_flow
 from flows.engine.windows import TumblingWindow
 from tests import window_oracle
 
@@ -308,13 +308,7 @@ def test_two_workers_equal_the_oracle(case):
 
 def rees46_events() -> list[dict]:
     source = FileSource([DATA], batch_bytes=8192)
-    part = source.build_part("read", str(DATA), None)
-    frames = []
-    while True:
-        try:
-            frames.extend(decode_batch(raw, ("category",)).events for raw in part.next_batch())
-        except StopIteration:
-            break
+    frames = [decode_batch(raw, ("category",)).events for raw in drain(source.build_part("read", str(DATA), None))]
     events = pl.concat(frames).select("ts", "user_id", "event_type", "category").with_columns(
         pl.col("event_type").cast(pl.String), pl.lit(None, pl.String).alias("event_id")
     )

@@ -25,7 +25,7 @@ from flows.engine.errors import ConfigError
 from flows.engine.sinks import build_outputs
 from flows.engine.sinks.kafka import KafkaSink
 from flows.engine.sources import FileSource, KafkaSource, SimSource
-from flows.engine.testing import run
+from flows.engine.testing import drain, run
 from flows.tools.produce import Publisher, raw_batches, records, user_keys
 from tests.conftest import read_topic
 
@@ -191,15 +191,6 @@ def test_a_partition_resumes_exactly_after_its_snapshot(kafka_broker, shop_topic
     source = KafkaSource(KafkaSettings(brokers=kafka_broker.bootstrap, topic=shop_topic["topic"], bounded=True,
                                        batch_messages=500))
     name = source.partitions()[1]
-
-    def drain(part, limit=None):
-        out = []
-        while limit is None or len(out) < limit:
-            try:
-                out.extend(part.next_batch())
-            except StopIteration:
-                return out
-        return out
 
     first = source.build_part("read", name, None)
     head = drain(first, limit=3)

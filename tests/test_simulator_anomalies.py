@@ -20,6 +20,7 @@ from flows.engine.sources.simulator import (
     make_catalog,
     planted_anomalies,
 )
+from flows.engine.testing import read_source
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 LABELS = pl.Schema({"kind": pl.String, "start_ms": pl.Int64, "end_ms": pl.Int64, "factor": pl.Float64})
@@ -200,16 +201,7 @@ def test_a_run_from_the_environment_shows_the_labelled_spike_in_its_session_star
 
 def run_batches(settings: SimSettings) -> list[RawBatch]:
     """Every partition drained through the real source."""
-    source = SimSource(settings)
-    batches = []
-    for name in source.partitions():
-        part = source.build_part("read", name, None)
-        while True:
-            try:
-                batches.extend(part.next_batch())
-            except StopIteration:
-                break
-    return batches
+    return [batch for batches in read_source(SimSource(settings)).values() for batch in batches]
 
 
 def run_payloads(settings: SimSettings) -> list[bytes]:

@@ -20,7 +20,7 @@ from flows.engine.config import Settings, SimSettings
 from flows.engine.decode import decode_batch
 from flows.engine.sources import SimSource
 from flows.engine.sources.simulator import make_catalog
-from flows.engine.testing import CapturedOutputs, run
+from flows.engine.testing import CapturedOutputs, read_source, run
 
 REES46 = Path(__file__).parent / "data" / "rees46-2019-oct-sample.csv"
 DAY = SimSettings(duration_ms=86_400_000)  # the defaults, one simulated day
@@ -62,15 +62,7 @@ def rees46_events() -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def simulated_day() -> pl.DataFrame:
     """A simulated day with the default settings, through the real source and decoder."""
-    source = SimSource(DAY)
-    frames = []
-    for name in source.partitions():
-        part = source.build_part("read", name, None)
-        while True:
-            try:
-                frames.extend(decode_batch(batch).events for batch in part.next_batch())
-            except StopIteration:
-                break
+    frames = [decode_batch(batch).events for batches in read_source(SimSource(DAY)).values() for batch in batches]
     return pl.concat(frames).select(
         pl.col("session_id").alias("session"),
         pl.col("event_type").cast(pl.String).replace("add_to_cart", "cart"),

@@ -21,6 +21,7 @@ from flows.engine.sources.simulator import (
     planted,
     render,
 )
+from flows.engine.testing import drain
 
 FIRST_USER = 500_000_000
 MINUTE, HOUR = 60_000, 3_600_000
@@ -300,16 +301,8 @@ def test_planted_partitions_resume_exactly_after_a_snapshot():
     tail_part = source.build_part("read", "sim-0", pickle.loads(pickle.dumps(part.snapshot())))
     whole_part = source.build_part("read", "sim-0", None)
 
-    def drain(p):
-        out = []
-        while True:
-            try:
-                out.extend(b.payload for b in p.next_batch())
-            except StopIteration:
-                return out
-
-    tail = drain(tail_part)
-    assert head and tail and [b.payload for b in head] + tail == drain(whole_part)
+    tail = [b.payload for b in drain(tail_part)]
+    assert head and tail and [b.payload for b in head] + tail == [b.payload for b in drain(whole_part)]
 
 
 @pytest.mark.parametrize("products", [1, 2, 5, 12])

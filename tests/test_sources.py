@@ -25,18 +25,9 @@ from flows.engine.sources import (
 )
 from flows.engine.sources.files import expand_inputs
 from flows.engine.sources.simulator import daily_cycle, generate_slices, make_catalog
+from flows.engine.testing import drain
 
 DATA = Path(__file__).resolve().parent / "data" / "rees46-2019-oct-sample.csv"
-
-
-def drain(part, limit: int | None = None) -> list:
-    batches = []
-    while limit is None or len(batches) < limit:
-        try:
-            batches.extend(part.next_batch())
-        except StopIteration:
-            break
-    return batches
 
 
 def read_all(source, name: str, resume=None):

@@ -126,6 +126,22 @@ def batches(
     return out
 
 
+def drain(part: Any, limit: int | None = None) -> list:
+    """Every item of a source partition (``build_part``'s result) until it ends, or the first ``limit``."""
+    items: list = []
+    while limit is None or len(items) < limit:
+        try:
+            items.extend(part.next_batch())
+        except StopIteration:
+            break
+    return items
+
+
+def read_source(source: Any) -> dict[str, list]:
+    """Each partition of a fresh (not resumed) ``FixedPartitionedSource``, drained: name -> its items."""
+    return {name: drain(source.build_part("read", name, None)) for name in source.partitions()}
+
+
 def interleave(per_partition: Mapping[str, Sequence[RawBatch]], order: Sequence[str]) -> list[RawBatch]:
     """Merge partitions' batch lists, taking the next batch of ``order[i]`` at step i.
 
