@@ -10,43 +10,20 @@ snapshot left off. One check of a global per poll: nothing per event.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-
 from flows.engine import interrupt
+from flows.engine.sources.wrapper import WrappedPartition, WrappedSource
 
 
-class InterruptibleSource(FixedPartitionedSource):
+class InterruptibleSource(WrappedSource):
     """Wraps a partitioned source so its partitions abort the run when a stop was asked for."""
-
-    def __init__(self, inner: FixedPartitionedSource):
-        self.inner = inner
-
-    def partitions(self) -> list[str]:
-        return self.inner.partitions()  # type: ignore[attr-defined]
-
-    def list_parts(self) -> list[str]:
-        return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> InterruptiblePartition:
         return InterruptiblePartition(self.inner.build_part(step_id, for_part, resume_state))
 
 
-class InterruptiblePartition(StatefulSourcePartition[Any, Any]):
-    def __init__(self, inner: StatefulSourcePartition):
-        self.inner = inner
-
+class InterruptiblePartition(WrappedPartition):
     def next_batch(self) -> list[Any]:
         interrupt.check()
-        return list(self.inner.next_batch())
-
-    def next_awake(self) -> datetime | None:
-        return self.inner.next_awake()
-
-    def snapshot(self) -> Any:
-        return self.inner.snapshot()
-
-    def close(self) -> None:
-        self.inner.close()
+        return super().next_batch()

@@ -29,6 +29,8 @@ from typing import Any, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from flows.engine.sources.wrapper import WrappedSource
+
 _WAIT = timedelta(milliseconds=2)
 
 
@@ -41,24 +43,18 @@ class _Ended:
     pass
 
 
-class ReadAheadSource(FixedPartitionedSource):
+class ReadAheadSource(WrappedSource):
     """Wraps a partitioned source so each partition prepares ``depth`` batches ahead."""
 
     def __init__(self, inner: FixedPartitionedSource, prepare: Callable[[Any], Any], depth: int = 2):
         if depth < 1:
             msg = f"read-ahead depth must be >= 1; got {depth}"
             raise ValueError(msg)
-        self.inner = inner
+        super().__init__(inner)
         self.prepare = prepare
         self.depth = depth
         self._readers: dict[int, _Reader] = {}
         self._lock = threading.Lock()
-
-    def partitions(self) -> list[str]:
-        return self.inner.partitions()  # type: ignore[attr-defined]
-
-    def list_parts(self) -> list[str]:
-        return self.inner.list_parts()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> ReadAheadPartition:
         # Partitions are built on their worker's thread: one reader per worker.
