@@ -55,8 +55,7 @@ class FileSink(FixedPartitionedSink[pl.DataFrame, int]):
     def clear(self) -> None:
         """Remove every part this sink writes (a fresh run's start: a stream without rows is then empty)."""
         for part in self.list_parts():
-            for stale in (*self.directory.glob(f"{part}.jsonl"), *self.directory.glob(f"{part}-*.jsonl"),
-                          *self.directory.glob(f"{part}-*.parquet")):
+            for stale in _part_files(self.directory, part):
                 stale.unlink()
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> StatefulSinkPartition:
@@ -91,6 +90,12 @@ def _frames(values: list, stream: OutputStream | None) -> pl.DataFrame | None:
 _SEGMENT = re.compile(r"(?P<part>part-\d+)(?:-(?P<segment>\d+))?\.(?:jsonl|parquet)")
 
 
+def _part_files(directory: Path, part: str, suffix: str = "") -> list[Path]:
+    """The files one part wrote (JSON Lines segments and Parquet files; only ``suffix``'s if given)."""
+    return [path for path in directory.glob(f"{part}*{suffix}")
+            if (match := _SEGMENT.fullmatch(path.name)) and match["part"] == part]
+
+
 def _order(path: Path) -> tuple[str, int, str]:
     """A part's files in the order they were written: ``part-0000.jsonl`` is its segment 0."""
     match = _SEGMENT.fullmatch(path.name)
@@ -109,7 +114,7 @@ class _JsonLinesPart(StatefulSinkPartition[pl.DataFrame, "tuple[int, int] | int"
         # A snapshot of an earlier version is the size of the one file it wrote.
         segment, length = (0, resume) if isinstance(resume, int) else (resume or (None, None))
         self.segment = segment or 0
-        for stale in self._files():
+        for stale in _part_files(directory, part, ".jsonl"):
             if resume is None or _order(stale)[1] > self.segment:
                 stale.unlink()
         path = self._path(self.segment)
@@ -122,10 +127,6 @@ class _JsonLinesPart(StatefulSinkPartition[pl.DataFrame, "tuple[int, int] | int"
 
     def _path(self, segment: int) -> Path:
         return self.directory / (f"{self.part}.jsonl" if segment == 0 else f"{self.part}-{segment:06d}.jsonl")
-
-    def _files(self) -> list[Path]:
-        return [path for path in self.directory.glob(f"{self.part}*.jsonl")
-                if (match := _SEGMENT.fullmatch(path.name)) and match["part"] == self.part]
 
     def write_batch(self, values: list[pl.DataFrame]) -> None:
         frame = _frames(values, self.stream)
@@ -161,8 +162,8 @@ class _ParquetPart(StatefulSinkPartition[pl.DataFrame, int]):
         self.directory = directory
         self.part = part
         self.next_file = resume or 0
-        for stale in directory.glob(f"{part}-*.parquet"):
-            if int(stale.stem.rsplit("-", 1)[1]) >= self.next_file:
+        for stale in _part_files(directory, part, ".parquet"):
+            if _order(stale)[1] >= self.next_file:
                 stale.unlink()
 
     def write_batch(self, values: list[pl.DataFrame]) -> None:
