@@ -227,6 +227,10 @@ class DbSettings(Group):
     retry_ms: int = setting("DMP_DB_RETRY", "2m", duration,
                             "How long a write keeps retrying while the database is unreachable before the run stops "
                             "with an error (nothing unwritten is acknowledged meanwhile)", positive)
+    commit_ms: int = setting("DMP_DB_COMMIT", "1s", duration,
+                             "A stream's table commits at most this often: batches arriving sooner after a commit "
+                             "go in with the next one, at the epoch's end (10 s) or at the end of input; `0` "
+                             "commits every batch")
 
 
 @dataclass(frozen=True, init=False)
