@@ -10,7 +10,7 @@ import pytest
 from flows.engine.db.database import Database
 from flows.engine.db.errors import DbWriteError
 from flows.engine.db.url import DbUrl
-from flows.engine.sinks.db import _DbPart, _Writers
+from flows.engine.sinks.db import SharedDatabase, _DbPart
 from flows.engine.streams import INT, TEXT, Column, OutputStream
 
 STREAM = OutputStream("counts", row="a count", fields="`name`, `n`", key=("name",),
@@ -46,8 +46,8 @@ def table(url: DbUrl) -> list[tuple]:
         database.close()
 
 
-def part(url: DbUrl, clock: Clock, writers: _Writers | None = None, every_s: float = 1.0) -> _DbPart:
-    return _DbPart(Database(url), STREAM, every_s, writers, clock=clock)
+def part(url: DbUrl, clock: Clock, shared: SharedDatabase | None = None, every_s: float = 1.0) -> _DbPart:
+    return _DbPart(shared or SharedDatabase(url), STREAM, every_s, clock=clock)
 
 
 def test_batches_sooner_than_the_commit_interval_are_held_and_go_in_with_the_first_one_after_it(url):
@@ -98,17 +98,32 @@ def test_a_zero_interval_commits_every_batch(url):
     sink.close()
 
 
-def test_after_a_failed_write_the_other_tables_held_rows_are_not_written_at_close(url, tmp_path):
-    clock, writers = Clock(), _Writers()
-    broken = DbUrl.parse(f"sqlite:///{tmp_path / 'not-a-directory'}/x.sqlite")
-    (tmp_path / "not-a-directory").write_text("a file where the database's directory should be")
-    failing = _DbPart(Database(broken, retry_s=0.0), STREAM, 1.0, writers, clock=clock)
-    healthy = part(url, clock, writers)
+OTHER = OutputStream("others", row="a count", fields="`name`, `n`", key=("name",), columns=STREAM.columns)
+
+
+def test_after_a_failed_write_the_other_tables_held_rows_are_not_written_at_close(url):
+    clock, shared = Clock(), SharedDatabase(url, retry_s=0.0)
+    failing = _DbPart(shared, OTHER, 1.0, clock=clock)  # its table was never made: SQLite refuses the write
+    healthy = _DbPart(shared, STREAM, 1.0, clock=clock)
     healthy.write_batch([("k", rows(("a", 1)))])
     healthy.write_batch([("k", rows(("b", 2)))])  # held
     with pytest.raises(DbWriteError):
         failing.write_batch([("k", rows(("x", 9)))])
     healthy.close()
     failing.close()
-    assert writers.failed
+    assert shared.failed
     assert table(url) == [("a", 1)]
+
+
+def test_the_tables_of_a_run_share_one_connection_closed_with_the_last_sink(url):
+    clock, shared = Clock(), SharedDatabase(url)
+    first, second = _DbPart(shared, STREAM, 0.0, clock=clock), _DbPart(shared, STREAM, 0.0, clock=clock)
+    first.write_batch([("k", rows(("a", 1)))])
+    connection = shared.database.connection
+    second.write_batch([("k", rows(("b", 2)))])
+    assert shared.database.connection is connection
+    first.close()
+    assert shared.database._connection is connection
+    second.close()
+    assert shared.database._connection is None
+    assert table(url) == [("a", 1), ("b", 2)]

@@ -33,6 +33,13 @@ as they come; a replay's dense ones a second's worth at a time. Of rows
 with the same key in one commit the last is written, as separate commits
 would have left it.
 
+**One connection.** The table sinks of a run share one connection per
+process (:class:`SharedDatabase`), taking turns: SQLite lets one writer in at
+a time anyway, and a connection's page cache is dropped whenever another
+connection has written the file, so a connection per table re-read its
+index pages after every other table's commit (the default run's dozen
+tables made the database most of its CPU).
+
 **Delivery.** A write returns once its transaction is committed, retrying
 while the database is away for up to ``DMP_DB_RETRY``
 (:class:`~flows.engine.db.database.Database`); Bytewax completes an epoch,
@@ -44,6 +51,7 @@ The partition's snapshot commits what it holds and is therefore nothing.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -64,39 +72,60 @@ class DbSink(FixedPartitionedSink[pl.DataFrame, None]):
     """Writes one stream's typed frames into its table, through one partition (see the module docstring)."""
 
     def __init__(self, url: DbUrl, stream: OutputStream, retry_s: float = 120.0, method: Method = "copy",
-                 commit_every_s: float = 1.0, writers: _Writers | None = None):
-        self.url = url
+                 commit_every_s: float = 1.0, shared: SharedDatabase | None = None):
         self.stream = stream
-        self.retry_s = retry_s
-        self.method = method
         self.commit_every_s = commit_every_s
-        self.writers = writers or _Writers()
+        self.shared = shared or SharedDatabase(url, retry_s, method)
 
     def list_parts(self) -> list[str]:
         return [f"db:{self.stream.name}"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _DbPart:
-        return _DbPart(Database(self.url, retry_s=self.retry_s, method=self.method), self.stream,
-                       self.commit_every_s, self.writers)
+        return _DbPart(self.shared, self.stream, self.commit_every_s)
 
 
-class _Writers:
-    """What the sinks of one run share: whether a write failed. The run is then stopping, and the other
-    tables' held rows are not written at close (each would retry for ``DMP_DB_RETRY`` and print its own error)."""
+class SharedDatabase:
+    """The one connection of a run's table sinks in this process, taken in turns (see *One connection*).
 
-    failed = False
+    ``failed`` is set once a write failed: the run is then stopping, and the other tables' held rows are not
+    written at close (each would retry for ``DMP_DB_RETRY`` and print an error line of its own).
+    """
+
+    def __init__(self, url: DbUrl, retry_s: float = 120.0, method: Method = "copy"):
+        self.database = Database(url, retry_s=retry_s, method=method)
+        self.lock = threading.Lock()
+        self.users = 0
+        self.failed = False
+
+    def attach(self) -> None:
+        with self.lock:
+            self.users += 1
+
+    def write(self, stream: OutputStream, frame: pl.DataFrame) -> None:
+        with self.lock:
+            try:
+                self.database.write(stream, frame)
+            except BaseException:
+                self.failed = True
+                raise
+
+    def detach(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users <= 0:
+                self.database.close()
 
 
 class _DbPart(StatefulSinkPartition[pl.DataFrame, None]):
-    def __init__(self, database: Database, stream: OutputStream, commit_every_s: float = 1.0,
-                 writers: _Writers | None = None, clock: Callable[[], float] = time.monotonic):
-        self.database = database
+    def __init__(self, shared: SharedDatabase, stream: OutputStream, commit_every_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.shared = shared
         self.stream = stream
         self.commit_every_s = commit_every_s
-        self.writers = writers or _Writers()
         self.clock = clock
         self.held: list[pl.DataFrame] = []
         self.committed_at = -float("inf")
+        shared.attach()
 
     def write_batch(self, values: list) -> None:
         frames = [value[1] if isinstance(value, tuple) else value for value in values]
@@ -111,11 +140,7 @@ class _DbPart(StatefulSinkPartition[pl.DataFrame, None]):
         frames, self.held = self.held, []
         frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed").unique(
             self.stream.key, keep="last", maintain_order=True)
-        try:
-            self.database.write(self.stream, self.stream.conform(frame))
-        except BaseException:
-            self.writers.failed = True
-            raise
+        self.shared.write(self.stream, self.stream.conform(frame))
         self.committed_at = self.clock()
 
     def snapshot(self) -> None:
@@ -124,10 +149,10 @@ class _DbPart(StatefulSinkPartition[pl.DataFrame, None]):
 
     def close(self) -> None:
         try:
-            if not self.writers.failed:
+            if not self.shared.failed:
                 self.commit()
         finally:
-            self.database.close()
+            self.shared.detach()
 
 
 def open_db_sinks(settings: Settings, streams: Sequence[OutputStream]) -> dict[str, DbSink]:
@@ -145,5 +170,5 @@ def open_db_sinks(settings: Settings, streams: Sequence[OutputStream]) -> dict[s
         database.prepare(streams)
     finally:
         database.close()
-    writers = _Writers()
-    return {stream.name: DbSink(url, stream, retry_s, commit_every_s=commit_s, writers=writers) for stream in streams}
+    shared = SharedDatabase(url, retry_s)
+    return {stream.name: DbSink(url, stream, commit_every_s=commit_s, shared=shared) for stream in streams}
