@@ -15,11 +15,16 @@ hash table of it, as ``is_in`` over an hour of ids would, per batch. What is
 remembered is one sorted index of 64-bit id hashes (with each entry's time
 and where its id is kept); a batch's hashes, sorted, are found in it with
 one binary search and inserted with one merge (``numpy``: memory moves, no
-Python per id). Only hash hits are compared as text, so a collision never
-makes a duplicate. Ids are kept per batch (a *generation*), which leaves as a
-whole once every id in it is older than the horizon. Snapshots keep the ids
-and times, not the hashes (Polars' hash may change between versions): a
-resumed run hashes them again.
+Python per id); the sort and the search serve both the look-up and the
+insert. Only hash hits are compared as text, so a collision never makes a
+duplicate. Ids are kept per batch (a *generation*), which leaves as a whole
+once every id in it is older than the horizon: not at once, but when such
+generations hold a quarter of the index (one filtering pass then, instead
+of one per batch). An id older than the horizon can never make a duplicate
+again (the comparison is with the event's own horizon), so keeping it a
+little longer changes nothing but memory, at most a third more. Snapshots
+keep the ids and times, not the hashes (Polars' hash may change between
+versions): a resumed run hashes them again.
 
 >>> seen = SeenIds()
 >>> events = pl.DataFrame({"event_id": ["a", "b", "a", None, None], "ts": [1, 2, 3, 4, 5],
@@ -40,6 +45,7 @@ import polars as pl
 
 _SEED = 0x5EED
 _NEVER = np.iinfo(np.int64).min
+_ROWS = 1 << 32  # rows per generation in ``where`` (a batch is far smaller)
 
 
 @dataclass
@@ -57,11 +63,10 @@ class SeenIds:
 
     generations: dict[int, _Generation] = field(default_factory=dict)
     next_generation: int = 0
-    # The index, sorted by hash: each entry's hash, time, generation and row in it.
+    # The index, sorted by hash: each entry's hash, time, and where its id is (generation << 32 | row).
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
     times: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    generation: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    row: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    where: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def size(self) -> int:
@@ -69,8 +74,7 @@ class SeenIds:
 
     def copy(self) -> SeenIds:
         """A snapshot (the arrays are replaced, never changed in place, so sharing them is safe)."""
-        return SeenIds(dict(self.generations), self.next_generation, self.hashes, self.times, self.generation,
-                       self.row)
+        return SeenIds(dict(self.generations), self.next_generation, self.hashes, self.times, self.where)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"generations": self.generations, "next_generation": self.next_generation}
@@ -79,7 +83,9 @@ class SeenIds:
         self.__init__()  # type: ignore[misc]
         self.next_generation = state["next_generation"]
         for number, generation in sorted(state["generations"].items()):
-            self._insert(number, generation, generation.ids.hash(_SEED).to_numpy())
+            hashes = generation.ids.hash(_SEED).to_numpy()
+            order = np.argsort(hashes)
+            self._insert(number, generation, order, hashes[order], np.searchsorted(self.hashes, hashes[order]))
 
     def deduplicate(self, stamped: pl.DataFrame, horizon_ms: int, lateness_ms: int, max_ts: int | None
                     ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -92,12 +98,17 @@ class SeenIds:
             return stamped, stamped.clear()
         ids, ts = with_id["event_id"], with_id["ts"].to_numpy()
         hashes = ids.hash(_SEED).to_numpy()
-        order = np.argsort(hashes, kind="stable")
+        order = np.argsort(hashes)
         sorted_hashes = hashes[order]
-        earlier = np.maximum(self._earlier(ids, order, sorted_hashes),
+        found = np.searchsorted(self.hashes, sorted_hashes)  # where each lands in the index (before inserting)
+        earlier = np.maximum(self._earlier(ids, order, sorted_hashes, found),
                              _earlier_in_batch(ids, order, sorted_hashes, ts))
         duplicate = earlier >= with_id["watermark"].to_numpy() + lateness_ms - horizon_ms
-        self._remember(ids, ts, hashes, horizon_ms, max_ts)
+        number = self.next_generation
+        self.next_generation += 1
+        self._insert(number, _Generation(ids, ts, int(ts.max())), order, sorted_hashes, found)
+        if max_ts is not None:
+            self._forget(max_ts - horizon_ms)
         if not duplicate.any():
             return stamped, stamped.clear()
         positions = np.flatnonzero(duplicate) if rows is None else rows[duplicate]
@@ -105,12 +116,12 @@ class SeenIds:
         mask[positions] = True
         return stamped.filter(pl.Series(~mask)), stamped.filter(pl.Series(mask))
 
-    def _earlier(self, ids: pl.Series, order: np.ndarray, sorted_hashes: np.ndarray) -> np.ndarray:
+    def _earlier(self, ids: pl.Series, order: np.ndarray, sorted_hashes: np.ndarray, found: np.ndarray
+                 ) -> np.ndarray:
         """The newest remembered time of each row's id (``_NEVER`` where none)."""
         earlier = np.full(sorted_hashes.size, _NEVER, dtype=np.int64)
         if not self.hashes.size:
             return earlier
-        found = np.searchsorted(self.hashes, sorted_hashes)
         inside = found < self.hashes.size
         hit = np.zeros(sorted_hashes.size, dtype=bool)
         hit[inside] = self.hashes[found[inside]] == sorted_hashes[inside]
@@ -118,35 +129,18 @@ class SeenIds:
             row = int(order[at])
             entry = int(found[at])
             while entry < self.hashes.size and self.hashes[entry] == sorted_hashes[at]:
-                number, index = int(self.generation[entry]), int(self.row[entry])
+                number, index = divmod(int(self.where[entry]), _ROWS)
                 if self.generations[number].ids[index] == ids[row]:  # a hash is not proof
                     earlier[row] = max(earlier[row], int(self.times[entry]))
                 entry += 1
         return earlier
 
-    def _remember(self, ids: pl.Series, ts: np.ndarray, hashes: np.ndarray, horizon_ms: int, max_ts: int | None
-                  ) -> None:
-        number = self.next_generation
-        self.next_generation += 1
-        self._insert(number, _Generation(ids, ts, int(ts.max())), hashes)
-        if max_ts is None:
-            return
-        cutoff = max_ts - horizon_ms
-        stale = [n for n, g in self.generations.items() if g.newest < cutoff]
-        if stale:
-            for n in stale:
-                del self.generations[n]
-            keep = ~np.isin(self.generation, np.array(stale, dtype=np.int64))
-            self.hashes, self.times = self.hashes[keep], self.times[keep]
-            self.generation, self.row = self.generation[keep], self.row[keep]
-
-    def _insert(self, number: int, generation: _Generation, hashes: np.ndarray) -> None:
+    def _insert(self, number: int, generation: _Generation, order: np.ndarray, sorted_hashes: np.ndarray,
+                found: np.ndarray) -> None:
         """File a generation's ids in the index: one merge of sorted arrays (memory moves only)."""
         self.generations[number] = generation
-        order = np.argsort(hashes)
-        new = hashes[order]
-        at = np.searchsorted(self.hashes, new) + np.arange(new.size)  # where each lands in the merged index
-        old = np.ones(self.hashes.size + new.size, dtype=bool)
+        at = found + np.arange(sorted_hashes.size)  # where each lands in the merged index
+        old = np.ones(self.hashes.size + sorted_hashes.size, dtype=bool)
         old[at] = False
 
         def merged(existing: np.ndarray, added: np.ndarray) -> np.ndarray:
@@ -154,10 +148,19 @@ class SeenIds:
             out[at], out[old] = added, existing
             return out
 
-        self.hashes = merged(self.hashes, new)
+        self.hashes = merged(self.hashes, sorted_hashes)
         self.times = merged(self.times, generation.times[order])
-        self.generation = merged(self.generation, np.full(new.size, number, dtype=np.int64))
-        self.row = merged(self.row, order.astype(np.int64))
+        self.where = merged(self.where, order.astype(np.int64) + number * _ROWS)
+
+    def _forget(self, cutoff: int) -> None:
+        """Drop the generations older than ``cutoff`` once they hold a quarter of the index."""
+        stale = [n for n, g in self.generations.items() if g.newest < cutoff]
+        if 4 * sum(self.generations[n].times.size for n in stale) < self.hashes.size:
+            return
+        for n in stale:
+            del self.generations[n]
+        keep = ~np.isin(self.where // _ROWS, np.array(stale, dtype=np.int64))
+        self.hashes, self.times, self.where = self.hashes[keep], self.times[keep], self.where[keep]
 
 
 def _earlier_in_batch(ids: pl.Series, order: np.ndarray, sorted_hashes: np.ndarray, ts: np.ndarray) -> np.ndarray:
