@@ -273,7 +273,8 @@ MONITORING = OutputStream(
     row="worker (and `total`) every `DMP_MONITOR_INTERVAL` of wall clock",
     fields="`interval_start`, `interval_end`, `worker`, `workers` (in a total), `records`, `events`, "
     "`events_per_s`, `dead_letters`, `late_events`, `latency_samples`, `latency_p50_ms`, `latency_p95_ms`, "
-    "`latency_p99_ms`, `watermark` (the oldest held), `watermark_lag_s` (wall clock minus it, on live "
+    "`latency_p99_ms` (read to a window's result, over the `latency_samples` results of the interval: null where "
+    "no window closed in it), `watermark` (the oldest held), `watermark_lag_s` (wall clock minus it, on live "
     "streams only: null when replaying files or an unpaced simulator, whose event time is not the wall clock's), "
     "`live`. `interval_start` is when measuring began (a run's first interval starts at its first report), "
     "and rates are over `interval_end - interval_start`",
