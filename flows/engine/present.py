@@ -148,7 +148,8 @@ def _quality_lines(found: dict[str, Any]) -> list[str]:
     windows = [f"{name} {a['windows']:,}" for name, a in analytics.items()]
     windows[0] += " windows"
     dropped_text = f", {dropped:,} events DROPPED after idle" if dropped else ""
-    return [f"{', '.join(windows)}; {later:,} reports after close{dropped_text}"]
+    reports = f"{later:,} report{'s' if later != 1 else ''} after close"
+    return [f"{', '.join(windows)}; {reports}{dropped_text}"]
 
 
 WINDOW_QUALITY = Finding(_quality, sum_by("analytic"), _quality_result, _quality_lines)
