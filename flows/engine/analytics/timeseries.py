@@ -22,7 +22,7 @@ order, once all shards closed it):
 Revenue is in currency units, counts are counts. A series' state is bounded
 by its longest trailing window (``SeriesConfig.history`` buckets). The run
 summary counts the anomalies of each series and shows the strongest few
-(:data:`ANOMALIES_FINDING`).
+(:mod:`flows.engine.analytics.anomaly_findings`).
 
 >>> from flows.engine.windows import TumblingWindow
 >>> spec = timeseries_aggregate(TumblingWindow(60_000))
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import bytewax.operators as op
 import numpy as np
@@ -47,10 +47,10 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import ExactSum, Sum, WindowedAggregate
+from flows.engine.analytics.anomaly_findings import anomaly_finding
 from flows.engine.analytics.registry import Analytic
 from flows.engine.analytics.seasonal import SeriesConfig, SeriesState, as_floats
 from flows.engine.errors import ConfigError, DmpError
-from flows.engine.findings import Finding, as_iso, minute
 from flows.engine.money import MICROS, line_micros
 from flows.engine.present import as_time
 from flows.engine.schema import ClosedWindows
@@ -85,72 +85,6 @@ TIMESERIES = OutputStream(
     columns=(*_SERIES_KEY, Column("value", FLOAT, nullable=False), *(Column(name, FLOAT) for name in _STATISTICS[1:])),
 )
 
-_SHOWN = 3
-_SERIES = ["metric", "category"]
-_STRENGTH = [pl.col("score").abs(), pl.col("bucket_start")]
-
-
-def _strongest(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per series, its strongest few anomalies (by |score|, then earliest), its counts on the strongest, 0 on the rest.
-
-    Counts ride on one row of each series so that a plain sum adds them up;
-    the function merges its own outputs (associative and commutative: the
-    strongest few of a union are among the strongest few of its parts).
-    """
-    totals = rows.group_by(_SERIES).agg(pl.col("anomalies", "up").sum())
-    kept = (rows.drop("anomalies", "up").sort([*_SERIES, *_STRENGTH], descending=[False, False, True, False])
-            .group_by(_SERIES, maintain_order=True).head(_SHOWN))
-    strongest = pl.struct(_SERIES).is_first_distinct()
-    return kept.join(totals, on=_SERIES).with_columns(
-        pl.when(strongest).then(pl.col(name)).otherwise(0).alias(name) for name in ("anomalies", "up"))
-
-
-def _anomalies(rows: pl.DataFrame) -> pl.DataFrame:
-    """Anomalies rows -> per series: the strongest few (time, actual, expected, score) and how many there were, up."""
-    return _strongest(rows.select(
-        *_SERIES, "bucket_start", "actual", "expected", "score", pl.lit(1, pl.Int64).alias("anomalies"),
-        (pl.col("direction") == "up").cast(pl.Int64).alias("up")))
-
-
-def _anomalies_result(kept: pl.DataFrame) -> dict[str, Any]:
-    counts = kept.group_by(_SERIES).agg(pl.col("anomalies", "up").sum()).sort(
-        ["anomalies", *_SERIES], descending=[True, False, False])
-    strongest = kept.sort([*_STRENGTH, *_SERIES], descending=[True, False, False, False]).head(_SHOWN)
-    return {
-        "anomalies": int(kept["anomalies"].sum()),
-        "per_series": [{"metric": m, "category": c, "anomalies": n, "up": up, "down": n - up}
-                       for m, c, n, up in counts.select(*_SERIES, "anomalies", "up").iter_rows()],
-        "strongest": [{**row, "bucket_start": as_iso(row["bucket_start"]), "direction": _direction(row["score"])}
-                      for row in strongest.select("bucket_start", *_SERIES, "actual", "expected", "score")
-                      .iter_rows(named=True)],
-    }
-
-
-def _direction(score: float) -> str:
-    return "up" if score > 0 else "down"
-
-
-def _series(metric: str, category: str) -> str:
-    return metric if category == OVERALL else f"{metric} ({category})"
-
-
-def _anomalies_lines(found: dict[str, Any]) -> list[str]:
-    if not found["anomalies"]:
-        return ["none"]
-    per_series = [f"{_series(s['metric'], s['category'])} {s['anomalies']:,}" for s in found["per_series"]]
-    lines = [f"{found['anomalies']:,} in {len(per_series):,} series: {', '.join(per_series[:_SHOWN])}"
-             + (", ..." if len(per_series) > _SHOWN else "")]
-    for i, a in enumerate(found["strongest"]):
-        decimals = 2 if a["metric"] in MONEY_METRICS else 0
-        what = f"{minute(a['bucket_start'])} {_series(a['metric'], a['category'])}"
-        lines.append(f"{'strongest' if not i else '':<10}{what} {a['actual']:,.{decimals}f}, "
-                     f"expected {a['expected']:,.{decimals}f} (score {a['score']:+.1f})")
-    return lines
-
-
-ANOMALIES_FINDING = Finding(_anomalies, _strongest, _anomalies_result, _anomalies_lines)
-"""Anomalies per series (metric and category), and the strongest few (by |score|, then earliest)."""
-
 ANOMALIES = OutputStream(
     ALERTS,
     row="bucket whose residual is far from normal",
@@ -163,7 +97,7 @@ ANOMALIES = OutputStream(
         Column("direction", TEXT, nullable=False),
         Column("threshold", FLOAT, nullable=False),
     ),
-    finding=ANOMALIES_FINDING,
+    finding=anomaly_finding(OVERALL, MONEY_METRICS),
 )
 OUTPUT_SCHEMA, ALERT_SCHEMA = TIMESERIES.schema, ANOMALIES.schema
 
