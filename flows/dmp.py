@@ -10,7 +10,8 @@ their ``quality`` and ``late`` streams, sessions, the funnel,
 recommendations, triggers, time series and anomalies; see
 :mod:`flows.engine.analytics`), ``monitoring`` (the pipeline's own figures
 per worker, also Prometheus metrics) and a run summary at the end of a
-bounded run; progress on stderr (``DMP_PROGRESS``). Configuration:
+bounded run (counts that reconcile, and what each stream found); progress
+on stderr (``DMP_PROGRESS``). Configuration:
 ``DMP_*`` variables (see the README); bad values stop it at start-up.
 """
 
@@ -65,12 +66,12 @@ def build(
         "stamp_event_time", decoded.events, settings.allowed_lateness_ms, settings.dedup_horizon_ms,
         screen=settings.screen,
     )
-    write("write_dead_letters", decoded.dead_letters, outputs.sinks(DEAD_LETTERS.name))  # typed rows; sinks render
+    branches = Wiring(settings, stamped, partitions, outputs)  # what every analytic draws from; findings to the summary
+    branches.write(DEAD_LETTERS, decoded.dead_letters)  # typed rows; sinks render
     if settings.progress != "off":
         progress("show_progress", decoded.events, source_sizes(source), settings.progress)  # stderr, one worker
     quarantined = op.filter_map("quarantined", stamped, quarantine_rows)  # (partition, rows)
-    write("write_quarantine", quarantined, outputs.sinks(QUARANTINE.name))
-    branches = Wiring(settings, stamped, partitions, outputs)  # what every analytic draws from
+    branches.write(QUARANTINE, quarantined)
     branches.tally(decoded.tallies)
     branches.measure(lambda: op.map("report_batches", decoded.tallies, batch_report))
     branches.measure(lambda: op.filter_map("report_watermarks", stamped, watermark_report))
@@ -78,7 +79,7 @@ def build(
         analytic.wire(branches)
     for stream, parts in ((LATE, branches.late), (QUALITY, branches.quality)):  # of every analytic that has them
         if parts:
-            write(f"write_{stream.name}", op.merge(f"{stream.name}_rows", *parts), outputs.sinks(stream.name))
+            branches.write(stream, op.merge(f"{stream.name}_rows", *parts))
     late = branches.late_for_any()  # late for a window of any analytic that runs
     events = op.map("tally_events", stamped, lambda batch: event_tally(batch, late))  # duplicates, late, sales
     branches.tally(events)
@@ -91,7 +92,7 @@ def build(
         op.output("identify_workers", rows, WorkerIdentity())  # tells each worker thread its index
     if outputs.summary is not None:
         summarize("summarize", op.merge("tallies", *branches.tallies), settings.top_n, outputs.summary,
-                  settings.max_dead_letter_share)  # at the end of input, or of what a Ctrl-C let through
+                  settings.max_dead_letter_share, branches.findings())  # at the end, or of what a Ctrl-C let through
     return flow
 
 

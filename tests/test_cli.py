@@ -71,12 +71,25 @@ def test_the_default_job_runs_and_prints_a_reconciled_summary(one_worker):
     assert frames["late"].unique(["partition", "seq"]).height == summary["late"]  # a row per analytic missed
 
 
+def test_the_summary_says_what_each_stream_found_in_a_few_lines(one_worker):
+    done, out = one_worker
+    summary = json.loads((out / "summary.json").read_text())
+    streams = ("dead_letters", "late", "quality", "trends", "leaderboard", "sessions", "funnel", "recommendations",
+               "triggers", "anomalies")
+    assert all(name in summary["findings"] for name in streams)
+    printed = done.stdout.splitlines()
+    labels = {line.split()[0] for line in printed if line.startswith("  ") and not line.startswith("   ")}
+    assert set(streams) <= labels  # "anomalies none": five minutes are too few buckets to score
+    assert len(printed) <= 36 and max(map(len, printed)) <= 105
+
+
 def test_two_workers_give_the_same_outputs(one_worker, tmp_path):
     done = bytewax_run("-w", "2", settings={**SMALL_SIM, "DMP_OUT_DIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     expected = outputs(one_worker[1])
     for stream, frame in outputs(tmp_path).items():
         assert_frame_equal(frame, expected[stream])
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads((one_worker[1] / "summary.json").read_text())
 
 
 def test_rotated_output_files_hold_the_same_rows(one_worker, tmp_path):
@@ -87,6 +100,7 @@ def test_rotated_output_files_hold_the_same_rows(one_worker, tmp_path):
     expected = outputs(one_worker[1])
     for stream, frame in outputs(tmp_path).items():
         assert_frame_equal(frame, expected[stream])
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads((one_worker[1] / "summary.json").read_text())
 
 
 def test_two_processes_give_the_same_outputs(one_worker, tmp_path):
@@ -105,6 +119,7 @@ def test_two_processes_give_the_same_outputs(one_worker, tmp_path):
     expected = outputs(one_worker[1])
     for stream, frame in outputs(tmp_path).items():
         assert_frame_equal(frame, expected[stream])
+    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads((one_worker[1] / "summary.json").read_text())
 
 
 def test_the_rees46_sample_file_runs_with_zero_dead_letters(tmp_path):

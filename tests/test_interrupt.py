@@ -65,6 +65,8 @@ def test_a_signal_stops_the_run_at_once_with_the_summary_so_far(tmp_path, signum
     assert len(err.splitlines()) <= 2, err  # at most a line of progress
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["interrupted"] and summary["records"] > 0 and summary["reconciled"]
+    assert {"trends", "sessions", "funnel", "triggers", "anomalies"} <= set(summary["findings"])  # what came so far
+    assert re.search(r"^  trends +\S", out, re.M) and re.search(r"^  anomalies +\S", out, re.M)
 
 
 def lines(out: Path, stream: str) -> list[str]:

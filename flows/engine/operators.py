@@ -36,6 +36,7 @@ from flows.engine.routing import route
 from flows.engine.schema import DEFAULT_PARTITION, ClosedWindows, EventBatch, RawBatch, StampedBatch
 from flows.engine.screen import Screen
 from flows.engine.shards import WindowShard
+from flows.engine.streams import OutputStream
 from flows.engine.summary import RunSummary, Tally
 from flows.engine.watermark import PartitionWatermark
 
@@ -265,8 +266,11 @@ def only_events(batch: StampedBatch, condition: pl.Expr) -> StampedBatch:
 
 
 @operator
-def summarize(step_id: str, tallies: Stream[Tally], top: int, sink: Sink, max_dead_letter_share: float = 1.0) -> None:
+def summarize(step_id: str, tallies: Stream[Tally], top: int, sink: Sink, max_dead_letter_share: float = 1.0,
+              streams: Sequence[OutputStream] = ()) -> None:
     """Add up every tally; write one summary dict to ``sink`` when the input ends.
+
+    ``streams`` are those whose findings come in tallies (in the order the summary shows them).
 
     If the run stops on Ctrl-C or SIGTERM instead, the worker holding the
     summary hands what it has so far, marked interrupted, to the sink's
@@ -275,7 +279,7 @@ def summarize(step_id: str, tallies: Stream[Tally], top: int, sink: Sink, max_de
     report = getattr(sink, "report", None)
 
     def build(resume: Any) -> RunSummary:
-        logic = RunSummary(top, resume, max_dead_letter_share)
+        logic = RunSummary(top, resume, max_dead_letter_share, streams)
         if report is not None:
             def interrupted() -> None:
                 if not logic.ended:

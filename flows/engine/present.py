@@ -5,12 +5,19 @@ micro-units (exact sums); output rows are typed (:mod:`flows.engine.streams`):
 times as UTC datetimes (:func:`as_time`), money as decimal amounts
 (:func:`flows.engine.money.money`), durations in seconds (:func:`seconds`).
 Each sink renders them its own way (JSON Lines show ISO-8601 with ``Z``).
+The run summary says what these streams found (:mod:`flows.engine.findings`):
+the dead letters' and quarantined events' commonest reasons, which
+analytics' windows events were late for, and how many windows each
+analytic closed.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
+from flows.engine.findings import Finding, lasting, listed, sum_by
 from flows.engine.schema import AS_OF, COUNT_COLUMNS, SEQ, StampedBatch
 from flows.engine.streams import BYTES, INT, MONEY, TEXT, TIME, TIME_MS, TIMES, UTC_MS, Column, OutputStream
 from flows.engine.windows import MISSED, WINDOW_END, WINDOW_START
@@ -50,6 +57,105 @@ def seconds(ms: str | pl.Expr) -> pl.Expr:
     return (expr.cast(pl.Decimal(38, 6)) / 1000).cast(pl.Float64)
 
 
+# -- findings: what the run summary says of these streams ----------------------------
+
+
+def reason_kind(reason: pl.Expr) -> pl.Expr:
+    """A reason without its details, so that reasons of one kind are counted together.
+
+    The value before `` is `` goes, then whatever follows ``: `` or `` (``.
+
+    >>> reasons = ["price -359.99 is below the minimum 0", "bad value for ts: 'x' is not an ISO-8601 time",
+    ...            "not valid UTF-8 (byte 0xff at 1)", "missing field user_id"]
+    >>> pl.Series(reasons).to_frame("reason").select(reason_kind(pl.col("reason")))["reason"].to_list()
+    ['price is below the minimum 0', 'bad value for ts', 'not valid UTF-8', 'missing field user_id']
+    """
+    return reason.str.replace(r" (?:'[^']*'|\S+) is ", " is ").str.replace(r"(?:: | \().*$", "")
+
+
+def _reasons(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.group_by(reason_kind(pl.col("reason"))).agg(pl.len().cast(pl.Int64).alias("count"))
+
+
+def _reasons_result(merged: pl.DataFrame) -> dict[str, Any]:
+    ordered = merged.sort(["count", "reason"], descending=[True, False])
+    return {"reasons": [{"reason": reason, "count": count} for reason, count in ordered.iter_rows()]}
+
+
+def _reasons_lines(found: dict[str, Any], shown: int = 2) -> list[str]:
+    reasons = [(r["count"], r["reason"]) for r in found["reasons"]]
+    if not reasons:
+        return []
+    if len(reasons) <= shown + 1:  # a lone other kind is named, not counted as "others"
+        return [", ".join(f"{count:,} {reason}" for count, reason in reasons)]
+    rest = reasons[shown:]
+    return [", ".join(f"{count:,} {reason}" for count, reason in reasons[:shown])
+            + f", {sum(count for count, _ in rest):,} of {len(rest)} other kinds"]
+
+
+REASONS = Finding(_reasons, sum_by("reason"), _reasons_result, _reasons_lines)
+"""The commonest kinds of reason (:func:`reason_kind`), with their counts: of dead letters, of quarantined events."""
+
+
+def _late(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.group_by("analytic").agg(
+        pl.len().cast(pl.Int64).alias("events"),
+        (pl.col("watermark") - pl.col("ts")).dt.total_milliseconds().max().cast(pl.Int64).alias("behind_ms"),
+    )
+
+
+def _late_merge(partials: pl.DataFrame) -> pl.DataFrame:
+    return partials.group_by("analytic").agg(pl.col("events").sum(), pl.col("behind_ms").max())
+
+
+def _late_result(merged: pl.DataFrame) -> dict[str, Any]:
+    ordered = merged.sort(["events", "analytic"], descending=[True, False])
+    events, behind = merged.select(pl.col("events").sum(), pl.col("behind_ms").max()).row(0)
+    return {"events": events, "per_analytic": dict(ordered.select("analytic", "events").iter_rows()),
+            "most_behind_s": behind / 1000 if behind is not None else None}
+
+
+def _late_lines(found: dict[str, Any]) -> list[str]:
+    if not found["events"]:
+        return []
+    return [f"{listed(found['per_analytic'].items())}; at most {lasting(found['most_behind_s'] * 1000)} behind "
+            "the watermark"]
+
+
+LATE_EVENTS = Finding(_late, _late_merge, _late_result, _late_lines)
+"""Late rows per analytic whose window they missed, and the furthest an event was behind the watermark it met."""
+
+
+def _quality(rows: pl.DataFrame) -> pl.DataFrame:
+    closing = pl.col("report") == "at_close"
+    return rows.group_by("analytic").agg(
+        closing.sum().cast(pl.Int64).alias("windows"), (~closing).sum().cast(pl.Int64).alias("reports_after_close"),
+        *(pl.col(name).sum().cast(pl.Int64) for name in COUNT_COLUMNS),
+    )
+
+
+def _quality_result(merged: pl.DataFrame) -> dict[str, Any]:
+    ordered = merged.sort(["windows", "analytic"], descending=[True, False])
+    return {"per_analytic": {row.pop("analytic"): row for row in ordered.iter_rows(named=True)}}
+
+
+def _quality_lines(found: dict[str, Any]) -> list[str]:
+    analytics = found["per_analytic"]
+    if not analytics:
+        return []
+    later = sum(a["reports_after_close"] for a in analytics.values())
+    dropped = sum(a["dropped_after_idle"] for a in analytics.values())
+    windows = [f"{name} {a['windows']:,}" for name, a in analytics.items()]
+    windows[0] += " windows"
+    dropped_text = f", {dropped:,} events DROPPED after idle" if dropped else ""
+    reports = f"{later:,} report{'s' if later != 1 else ''} after close"
+    return [f"{', '.join(windows)}; {reports}{dropped_text}"]
+
+
+WINDOW_QUALITY = Finding(_quality, sum_by("analytic"), _quality_result, _quality_lines)
+"""Windows each analytic closed, reports of news after a window closed, events dropped after idle."""
+
+
 # -- late events ---------------------------------------------------------------------
 
 _EVENT_COLUMNS = (
@@ -85,6 +191,7 @@ LATE = OutputStream(
         Column("missed_windows", TIMES, nullable=False),
         Column("watermark", TIME_MS, nullable=False),
     ),
+    finding=LATE_EVENTS,
 )
 
 
@@ -117,6 +224,7 @@ QUARANTINE = OutputStream(
     "partition that the next event did not follow), the event (as in `late`), `partition`, `seq`",
     key=("partition", SEQ),
     columns=(Column("reason", TEXT, nullable=False), *_EVENT_COLUMNS, *_WHERE),
+    finding=REASONS,
 )
 
 
@@ -148,6 +256,7 @@ QUALITY = OutputStream(
         Column(AS_OF, TIME, nullable=False),
         *(Column(name, INT, nullable=False) for name in COUNT_COLUMNS),
     ),
+    finding=WINDOW_QUALITY,
 )
 
 
@@ -168,4 +277,5 @@ DEAD_LETTERS = OutputStream(
     columns=(Column("reason", TEXT, nullable=False), Column("raw", BYTES, nullable=False),
              Column("source", TEXT, nullable=False)),
     original="raw",
+    finding=REASONS,
 )

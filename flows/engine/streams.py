@@ -2,8 +2,9 @@
 
 Every sink derives what it needs from one :class:`OutputStream`: the file
 sinks its JSON Lines rendering and Parquet types, the Kafka sink its
-message keys, the database its table, and readers the frame they get back
-(:func:`flows.engine.sinks.files.read_stream`). Analytics emit *typed*
+message keys, the database its table, readers the frame they get back
+(:func:`flows.engine.sinks.files.read_stream`), and the run summary what
+the stream found (its :class:`~flows.engine.findings.Finding`). Analytics emit *typed*
 frames (:attr:`OutputStream.schema`: times as UTC datetimes, money as
 decimal amounts, lists as lists); each sink renders them its own way.
 
@@ -20,8 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from flows.engine.findings import Finding
 
 UTC_MS = pl.Datetime("ms", "UTC")
 _SECONDS = "%Y-%m-%dT%H:%M:%SZ"
@@ -88,6 +93,8 @@ class OutputStream:
     columns: tuple[Column, ...]
     original: str | None = None
     """A column holding each record's original bytes, which Kafka re-publishes as they came (dead letters)."""
+    finding: Finding | None = None
+    """What the run summary says of the stream's rows (:mod:`flows.engine.findings`); ``None``: nothing."""
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]

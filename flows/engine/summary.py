@@ -1,30 +1,37 @@
-"""The run summary: counts that reconcile, and the run's top products.
+"""The run summary: counts that reconcile, the run's top products, and what each output stream found.
 
 In: :class:`Tally` items from the decoder (records as the sources counted
-them, events, dead letters) and from the stamped events (duplicates; late
+them, events, dead letters), from the stamped events (duplicates; late
 events, late for at least one window of whichever windowed analytics run;
-per-product sales of the on-time purchases, :func:`event_tally`). Out:
-once, at the end of a bounded run, a summary dict: records in = decoded
-events + dead letters (``reconciled``, which fails if a record was lost),
-and decoded events = duplicates + on time + late; and each input (source
-partition: a file, a Kafka partition) whose share of dead letters is above
-``max_dead_letter_share`` (``dead_letter_inputs``: a wrong input format, a
-file of something else). A run stopped by Ctrl-C or SIGTERM gets the
-summary of what it processed so far, marked ``interrupted``
-(:meth:`RunSummary.summary`).
+per-product sales of the on-time purchases, :func:`event_tally`) and from
+every output stream that declares a finding (a partial of each output
+batch, :mod:`flows.engine.findings`). Out: once, at the end of a bounded
+run, a summary dict: records in = decoded events + dead letters
+(``reconciled``, which fails if a record was lost), and decoded events =
+duplicates + on time + late; each input (source partition: a file, a Kafka
+partition) whose share of dead letters is above ``max_dead_letter_share``
+(``dead_letter_inputs``: a wrong input format, a file of something else);
+and ``findings``, per stream, what its rows said (the funnel's rates, the
+sessions' conversion, the triggers that fired, the anomalies, ...). A run
+stopped by Ctrl-C or SIGTERM gets the summary of what it processed so far,
+marked ``interrupted`` (:meth:`RunSummary.summary`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 from bytewax.operators import StatefulBatchLogic
 
+from flows.engine.analytics import registry
 from flows.engine.counts import Counts
+from flows.engine.findings import Finding
 from flows.engine.money import MICROS, line_micros
 from flows.engine.schema import StampedBatch
+from flows.engine.streams import OutputStream
 
 _PRODUCT_SCHEMA = pl.Schema(
     {"product_id": pl.String, "revenue_micros": pl.Int128, "units": pl.Int64, "purchases": pl.Int64}
@@ -41,6 +48,8 @@ class Tally:
     """Per-product sales (``product_id``, ``revenue_micros``, ``units``, ``purchases``) of on-time purchases."""
     input: str | None = None
     """The source partition the counts came from (the decoder's tallies), for the dead-letter share per input."""
+    findings: Mapping[str, pl.DataFrame] = field(default_factory=dict)
+    """Per output stream, the finding's partial of one output batch (:mod:`flows.engine.findings`)."""
 
 
 def event_tally(batch: StampedBatch, late_for_any: pl.Expr | None) -> Tally:
@@ -80,6 +89,8 @@ def product_sales(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 # Fold pending sales rows into totals once this many have piled up.
 _FOLD_ROWS = 500_000
+# Fold a stream's pending partials into one once this many have piled up (a live run's output batches never end).
+_FOLD_PARTIALS = 256
 
 
 @dataclass
@@ -88,6 +99,7 @@ class SummaryState:
     products: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=_PRODUCT_SCHEMA))
     pending: list[pl.DataFrame] = field(default_factory=list)  # sales rows not folded into products yet
     inputs: dict[str, Counts] = field(default_factory=dict)  # records and dead letters per source partition
+    findings: dict[str, list[pl.DataFrame]] = field(default_factory=dict)  # partials per stream, not merged yet
 
 
 class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
@@ -95,12 +107,18 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
 
     Sales rows are kept by reference and folded into per-product totals
     only when many have piled up (and at the end), so a run pays for one
-    aggregation per half a million rows, not one per batch.
+    aggregation per half a million rows, not one per batch. Likewise the
+    findings' partials of each of ``streams`` (those whose findings the
+    flow taps, in the order the summary shows them) are merged only every
+    few hundred output batches, and at the end.
     """
 
-    def __init__(self, top: int, resume: SummaryState | None, max_dead_letter_share: float = 1.0) -> None:
+    def __init__(self, top: int, resume: SummaryState | None, max_dead_letter_share: float = 1.0,
+                 streams: Sequence[OutputStream] = ()) -> None:
         self.top = top
         self.max_dead_letter_share = max_dead_letter_share
+        self.findings: dict[str, tuple[Finding, pl.Schema]] = {
+            s.name: (s.finding, s.schema) for s in streams if s.finding is not None}
         self.state = resume if resume is not None else SummaryState()
         self.pending: list[pl.DataFrame] = list(self.state.pending)
         self.pending_rows = sum(frame.height for frame in self.pending)
@@ -115,6 +133,14 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
             if tally.sales is not None and tally.sales.height:
                 self.pending.append(tally.sales)
                 self.pending_rows += tally.sales.height
+            for name, partial in tally.findings.items():
+                if name not in self.findings:
+                    msg = f"run summary: a finding of stream {name!r}, not one of its streams {list(self.findings)}"
+                    raise KeyError(msg)
+                held = state.findings.setdefault(name, [])
+                held.append(partial)
+                if len(held) > _FOLD_PARTIALS:
+                    self._merge(name)
         if self.pending_rows > _FOLD_ROWS:
             self._fold()
         return [], StatefulBatchLogic.RETAIN
@@ -123,6 +149,14 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
         if self.pending:
             self.state.products = product_sales([self.state.products, *self.pending])
             self.pending, self.pending_rows = [], 0
+
+    def _merge(self, name: str) -> pl.DataFrame:
+        """Stream ``name``'s partials merged into one (the partial of no rows if none came)."""
+        finding, schema = self.findings[name]
+        held = self.state.findings.get(name) or [finding.partial(pl.DataFrame(schema=schema))]
+        merged = finding.fold(held)
+        self.state.findings[name] = [merged]
+        return merged
 
     def on_eof(self) -> tuple[list[dict], bool]:
         self.ended = True
@@ -156,6 +190,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
                 for row in top.iter_rows(named=True)
             ],
             "dead_letter_inputs": self._mostly_dead_letters(),
+            "findings": {name: finding.result(self._merge(name)) for name, (finding, _) in self.findings.items()},
         }
 
     def _mostly_dead_letters(self) -> list[dict[str, Any]]:
@@ -169,7 +204,8 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
 
     def snapshot(self) -> SummaryState:
         state = self.state  # nothing folded: cheap
-        return SummaryState(state.counts, state.products, list(self.pending), dict(state.inputs))
+        return SummaryState(state.counts, state.products, list(self.pending), dict(state.inputs),
+                            {name: list(held) for name, held in state.findings.items()})
 
 
 def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
@@ -193,11 +229,28 @@ def format_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
                 f"    {rank:>2}. {product['product_id']:<16} {product['revenue']:>13,.2f}"
                 f"  units {product['units']:,}"
             )
+    lines += finding_lines(summary)
     for line in dead_letter_warnings(summary):
         lines.append(f"  warning: {line}")
     if out_dir is not None:
         lines.append(f"  outputs in {out_dir}/ (one directory per stream, and summary.json)")
     return "\n".join(lines)
+
+
+def finding_lines(summary: dict[str, Any]) -> list[str]:
+    """What each stream found (``summary["findings"]``), in its finding's few lines, under the stream's name.
+
+    Streams the registry does not know, or that say nothing, get no line.
+    """
+    lines = []
+    for name, found in summary.get("findings", {}).items():
+        try:
+            finding = registry.stream(name).finding
+        except KeyError:
+            continue
+        texts = finding.lines(found) if finding is not None else []
+        lines += [f"  {name if not i else '':<16} {text}" for i, text in enumerate(texts)]
+    return lines
 
 
 def dead_letter_warnings(summary: dict[str, Any]) -> list[str]:

@@ -6,7 +6,8 @@ directly; an analytic's ``wire(wiring)`` draws its branch with these verbs:
 
 - :meth:`Wiring.window`: run a declared windowed analytic over the stamped
   events (with its latency measured for monitoring);
-- :meth:`Wiring.write`: send a stream of typed rows to the sinks of one output stream;
+- :meth:`Wiring.write`: send a stream of typed rows to the sinks of one output stream
+  (and, when it declares a finding, each batch's partial to the run summary);
 - :meth:`Wiring.tally`: add per-batch counts to the run summary;
 - :meth:`Wiring.measure`: a stream of monitoring reports (only built when monitoring is on);
 - :meth:`Wiring.shared`: a sub-graph several analytics use (session windows,
@@ -23,6 +24,7 @@ import polars as pl
 from bytewax.dataflow import Stream
 
 from flows.engine.aggregate import WindowSpec
+from flows.engine.analytics import registry
 from flows.engine.monitor import latency_report
 from flows.engine.operators import Windowed, only_events, window, write
 from flows.engine.present import late_rows, quality_rows
@@ -30,6 +32,7 @@ from flows.engine.schema import StampedBatch
 from flows.engine.setting import Group
 from flows.engine.sinks import Outputs
 from flows.engine.streams import OutputStream
+from flows.engine.summary import Tally
 from flows.engine.windows import Window
 
 G = TypeVar("G", bound=Group)
@@ -46,6 +49,7 @@ class Wiring:
         self.partitions = list(partitions)
         self.outputs = outputs
         self.tallies: list[Stream] = []
+        self.found: dict[str, OutputStream] = {}  # the streams written whose findings go to the summary
         self.late: list[Stream] = []  # late rows of every windowed analytic, written together
         self.quality: list[Stream] = []  # quality rows of every fixed-window analytic, written together
         self.reports: list[Stream] = []
@@ -76,12 +80,33 @@ class Wiring:
         return windows
 
     def write(self, stream: OutputStream, up: Stream[Any]) -> None:
-        """Send typed rows (``(key, frame)`` items) to every sink of ``stream``."""
+        """Send typed rows (``(key, frame)`` items) to every sink of ``stream``.
+
+        With a summary, a stream that declares a finding is tapped too: each
+        batch's partial goes to the summary as a tally (one small Polars step
+        per output batch).
+        """
         write(f"write_{stream.name}", up, self.outputs.sinks(stream.name))
+        finding = stream.finding
+        if finding is None or self.outputs.summary is None:
+            return
+        name = stream.name
+        self.found[name] = stream
+
+        def partial(item: tuple[str, pl.DataFrame]) -> Tally | None:
+            rows = item[1]
+            return Tally(findings={name: finding.partial(rows)}) if rows.height else None
+
+        self.tally(op.filter_map(f"find_in_{name}", up, partial))
 
     def tally(self, up: Stream[Any]) -> None:
         """Counts (:class:`~flows.engine.summary.Tally` items) for the run summary."""
         self.tallies.append(up)
+
+    def findings(self) -> tuple[OutputStream, ...]:
+        """The streams whose findings were tapped, in the order the streams are declared (the summary's order)."""
+        order = [s.name for s in registry.streams(self.settings)]
+        return tuple(sorted(self.found.values(), key=lambda s: order.index(s.name) if s.name in order else len(order)))
 
     def measure(self, build: Callable[[], Stream[Any]]) -> None:
         """Monitoring reports, built only when monitoring is on (``DMP_MONITOR_INTERVAL`` > 0)."""

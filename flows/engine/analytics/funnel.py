@@ -24,6 +24,10 @@ another count as a cart in the ``"*"`` row only. Windows are
 independent: a view in one window and a purchase in the next make no
 funnel in either.
 
+The run summary adds the windows up (:data:`FUNNEL_FINDING`): a user counts
+once per window, as in the rows; and names the categories converting best
+and worst among those with at least 1% of the viewers.
+
 Two steps, so that each user's events are in one shard:
 :func:`funnel_function` runs per shard on each closed window's events and
 gives every viewer's stage times; :func:`funnel_rows` counts them per
@@ -42,12 +46,14 @@ complete window (every shard's rows together).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 import polars as pl
 
 from flows.engine.aggregate import WindowedFunction
 from flows.engine.analytics.registry import Analytic
+from flows.engine.findings import Finding, lasting, share, sum_by
 from flows.engine.present import as_time, seconds
 from flows.engine.setting import Group, duration, positive, setting, whole_seconds
 from flows.engine.streams import FLOAT, INT, TEXT, TIME, Column, OutputStream
@@ -68,6 +74,55 @@ STAGE_SCHEMA = pl.Schema(
 )
 """What :func:`funnel_function` gives: one row per window, category and user who viewed."""
 
+_STAGES = ("viewed", "carted", "purchased")
+MIN_CATEGORY_SHARE = 0.01
+"""A category must have this share of all viewers to be named the best or worst converting (not one lone buyer)."""
+
+
+def _funnel_totals(rows: pl.DataFrame) -> pl.DataFrame:
+    """Funnel rows -> per category (and window length): windows, and users at each stage summed over them."""
+    length = (pl.col(WINDOW_END) - pl.col(WINDOW_START)).dt.total_milliseconds().alias("window_ms")
+    return rows.group_by("category", length).agg(pl.len().cast(pl.Int64).alias("windows"), pl.col(_STAGES).sum())
+
+
+def _funnel_result(totals: pl.DataFrame) -> dict[str, Any]:
+    overall = totals.filter(pl.col("category") == ALL_CATEGORIES)
+    if not overall.height:
+        return {"windows": 0}
+    viewed, carted, purchased = (int(overall[name].sum()) for name in _STAGES)
+    categories = totals.filter(pl.col("category") != ALL_CATEGORIES).group_by("category").agg(pl.col(_STAGES).sum())
+    big = categories.filter(pl.col("viewed") >= MIN_CATEGORY_SHARE * viewed).with_columns(
+        (pl.col("purchased") / pl.col("viewed")).alias("conversion"))
+
+    def category(row: dict[str, Any]) -> dict[str, Any]:
+        return {name: row[name] for name in ("category", "viewed", "purchased", "conversion")}
+
+    by_rate = big.sort(["conversion", "category"], descending=[True, False])
+    return {
+        "windows": int(overall["windows"].sum()), "window_s": overall.select(pl.col("window_ms").max()).item() / 1000,
+        "viewed": viewed, "carted": carted, "purchased": purchased,
+        "view_to_cart": carted / viewed, "cart_to_purchase": purchased / carted if carted else None,
+        "conversion": purchased / viewed, "categories": categories.height,
+        "best_category": category(by_rate.row(0, named=True)) if big.height else None,
+        "worst_category": category(by_rate.row(-1, named=True)) if big.height > 1 else None,
+    }
+
+
+def _funnel_lines(found: dict[str, Any]) -> list[str]:
+    if not found["windows"]:
+        return []
+    viewed, carted, purchased = (found[name] for name in _STAGES)
+    categories = [f"{which} {c['category']} {share(c['purchased'], c['viewed'])}"
+                  for which in ("best", "worst") if (c := found[f"{which}_category"]) is not None]
+    counted = f"users per {lasting(found['window_s'] * 1000)} window"
+    return [f"viewed {viewed:,} -> carted {carted:,} ({share(carted, viewed)}) -> bought {purchased:,} "
+            f"({share(purchased, carted)}): {share(purchased, viewed)} conversion",
+            f"{counted}; {', '.join(categories)}" if categories else counted]
+
+
+FUNNEL_FINDING = Finding(_funnel_totals, sum_by("category", "window_ms"), _funnel_result, _funnel_lines)
+"""Viewers, carts and buyers of every window together (``*`` rows), and the best and worst converting categories."""
+
 FUNNEL = OutputStream(
     "funnel",
     row="window and category (and `*` for all)",
@@ -85,6 +140,7 @@ FUNNEL = OutputStream(
         Column("conversion", FLOAT, nullable=False),
         Column("median_time_to_purchase_s", FLOAT),
     ),
+    finding=FUNNEL_FINDING,
 )
 OUTPUT_SCHEMA = FUNNEL.schema
 

@@ -5,17 +5,44 @@ In: complete trend windows (every shard's rows, see
 rows: ``window_start``, ``window_end``, ``rank`` (1..N), ``product_id``,
 ``revenue``, ``units``, ``purchases``; only products with purchases in the
 window; ordered by revenue desc, then units desc, then product_id asc.
-Because the windows are complete, this is the true global top N.
+Because the windows are complete, this is the true global top N. The run
+summary names the products first in the most windows.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
+from flows.engine.findings import Finding, listed, sum_by
 from flows.engine.money import money
 from flows.engine.present import as_time
 from flows.engine.streams import INT, MONEY, TEXT, TIME, Column, OutputStream
 from flows.engine.windows import WINDOW_END, WINDOW_START
+
+_LEADERS_SHOWN = 3
+
+
+def _leaders(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.filter(pl.col("rank") == 1).group_by("product_id").agg(pl.len().cast(pl.Int64).alias("windows"))
+
+
+def _leaders_result(leaders: pl.DataFrame) -> dict[str, Any]:
+    top = leaders.sort(["windows", "product_id"], descending=[True, False]).head(_LEADERS_SHOWN)
+    return {"windows": int(leaders["windows"].sum()),
+            "most_often_first": [{"product_id": p, "windows": n} for p, n in top.iter_rows()]}
+
+
+def _leaders_lines(found: dict[str, Any]) -> list[str]:
+    if not found["windows"]:
+        return []
+    firsts = listed((p["product_id"], p["windows"]) for p in found["most_often_first"])
+    return [f"most often first of {found['windows']:,} windows: {firsts}"]
+
+
+LEADERS = Finding(_leaders, sum_by("product_id"), _leaders_result, _leaders_lines)
+"""The products ranked first in the most windows (ties: the smaller id), of the windows with sales."""
 
 LEADERBOARD = OutputStream(
     "leaderboard",
@@ -32,6 +59,7 @@ LEADERBOARD = OutputStream(
         Column("units", INT, nullable=False),
         Column("purchases", INT, nullable=False),
     ),
+    finding=LEADERS,
 )
 
 

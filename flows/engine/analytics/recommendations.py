@@ -34,13 +34,19 @@ Bounded state:
   products included, so a product unseen for ~7 half-lives leaves state.
 
 So state is at most (products seen recently) x (1 + C) rows.
+
+The run summary names the pairs the stream recommended most
+(:data:`PAIRS_FINDING`): each pair's scores summed over every list it was
+in, either way round, so a pair bought together again and again (its lists
+keep changing, and it stays in them) outweighs two products bought once,
+together (a score of 1 in one list each).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import bytewax.operators as op
 import polars as pl
@@ -50,11 +56,44 @@ from flows.engine.aggregate import LAST_TS
 from flows.engine.analytics.registry import Analytic
 from flows.engine.analytics.user_sessions import SessionSettings, session_dedup_windows, session_windows
 from flows.engine.errors import ConfigError
+from flows.engine.findings import Finding, sum_by
 from flows.engine.present import as_time
 from flows.engine.schema import END_OF_TIME, ClosedWindows
 from flows.engine.setting import Group, at_least, duration, integer, positive, setting
 from flows.engine.streams import FLOATS, TEXT, TEXTS, TIME, Column, OutputStream
 from flows.engine.wiring import Wiring
+
+_PAIRS_SHOWN = 3
+_SCORE_UNITS = 1_000_000_000  # scores summed as integers (of 1e-9), so the sums do not depend on their order
+
+
+def recommended_pairs(rows: pl.DataFrame) -> pl.DataFrame:
+    """Recommendations rows -> per pair of products (``product_a`` < ``product_b``): lists it was in, summed score."""
+    entries = rows.select("product_id", "related", "scores").explode("related", "scores").drop_nulls("related")
+    return entries.group_by(pl.min_horizontal("product_id", "related").alias("product_a"),
+                           pl.max_horizontal("product_id", "related").alias("product_b")).agg(
+        pl.len().cast(pl.Int64).alias("lists"),
+        (pl.col("scores") * _SCORE_UNITS).round().cast(pl.Int64).sum().alias("score_units"))
+
+
+def _pairs_result(pairs: pl.DataFrame) -> dict[str, Any]:
+    top = pairs.sort(["score_units", "product_a", "product_b"], descending=[True, False, False]).head(_PAIRS_SHOWN)
+    return {"pairs": pairs.height, "most_recommended": [
+        {"products": [a, b], "lists": lists, "mean_score": units / lists / _SCORE_UNITS}
+        for a, b, lists, units in top.select("product_a", "product_b", "lists", "score_units").iter_rows()]}
+
+
+def _pairs_lines(found: dict[str, Any]) -> list[str]:
+    top = found["most_recommended"]
+    if not top:
+        return []
+    pairs = [f"{p['products'][0]} + {p['products'][1]} ({p['lists']:,}{' lists' if not i else ''})"
+             for i, p in enumerate(top)]
+    return [f"pairs {', '.join(pairs)}"]
+
+
+PAIRS_FINDING = Finding(recommended_pairs, sum_by("product_a", "product_b"), _pairs_result, _pairs_lines)
+"""The pairs recommended most: by score summed over every list they were in (ties: the smaller ids)."""
 
 RECOMMENDATIONS = OutputStream(
     "recommendations",
@@ -68,6 +107,7 @@ RECOMMENDATIONS = OutputStream(
         Column("related", TEXTS, nullable=False),
         Column("scores", FLOATS, nullable=False),
     ),
+    finding=PAIRS_FINDING,
 )
 _PRODUCTS = {"product_id": pl.String, "n": pl.Float64}
 _PAIRS = {"product_id": pl.String, "other": pl.String, "co": pl.Float64}

@@ -20,7 +20,9 @@ order, once all shards closed it):
   direction.
 
 Revenue is in currency units, counts are counts. A series' state is bounded
-by its longest trailing window (``SeriesConfig.history`` buckets).
+by its longest trailing window (``SeriesConfig.history`` buckets). The run
+summary counts the anomalies of each series and shows the strongest few
+(:mod:`flows.engine.analytics.anomaly_findings`).
 
 >>> from flows.engine.windows import TumblingWindow
 >>> spec = timeseries_aggregate(TumblingWindow(60_000))
@@ -45,6 +47,7 @@ from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 
 from flows.engine.aggregate import ExactSum, Sum, WindowedAggregate
+from flows.engine.analytics.anomaly_findings import anomaly_finding
 from flows.engine.analytics.registry import Analytic
 from flows.engine.analytics.seasonal import SeriesConfig, SeriesState, as_floats
 from flows.engine.errors import ConfigError, DmpError
@@ -81,6 +84,7 @@ TIMESERIES = OutputStream(
     key=("bucket_start", "metric", "category"),
     columns=(*_SERIES_KEY, Column("value", FLOAT, nullable=False), *(Column(name, FLOAT) for name in _STATISTICS[1:])),
 )
+
 ANOMALIES = OutputStream(
     ALERTS,
     row="bucket whose residual is far from normal",
@@ -93,6 +97,7 @@ ANOMALIES = OutputStream(
         Column("direction", TEXT, nullable=False),
         Column("threshold", FLOAT, nullable=False),
     ),
+    finding=anomaly_finding(OVERALL, MONEY_METRICS),
 )
 OUTPUT_SCHEMA, ALERT_SCHEMA = TIMESERIES.schema, ANOMALIES.schema
 

@@ -14,11 +14,15 @@ against the same product in the *immediately preceding* window:
   order, so a product with views but no sales still trends.
 
 A product that goes quiet produces no row (the next row it gets is ``new``).
+
+The run summary tells how many windows there were, over what span of event
+time, and the busiest window (:data:`TRENDS_FINDING`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 import polars as pl
@@ -28,6 +32,7 @@ from flows.engine.aggregate import ExactSum, Sum, WindowedAggregate
 from flows.engine.analytics.leaderboard import LEADERBOARD, leaderboard
 from flows.engine.analytics.registry import Analytic
 from flows.engine.errors import ConfigError
+from flows.engine.findings import Finding, amount, as_iso, lasting, micros, minute, sum_by
 from flows.engine.money import line_micros, money
 from flows.engine.present import as_time
 from flows.engine.schema import ClosedWindows
@@ -173,6 +178,44 @@ class TrendSettings(Group):
         return SlidingWindow(self.window_ms, slide)
 
 
+def window_totals(rows: pl.DataFrame) -> pl.DataFrame:
+    """Trends rows -> per window (and its length): events, products with events, views, purchases, revenue (micros)."""
+    length = (pl.col(WINDOW_END) - pl.col(WINDOW_START)).dt.total_milliseconds().alias("window_ms")
+    return rows.group_by(WINDOW_START, length).agg(
+        pl.sum_horizontal("views", "carts", "removes", "purchases").sum().alias("events"),
+        pl.len().cast(pl.Int64).alias("products"), pl.col("views", "purchases").sum(),
+        micros("revenue").sum().alias("revenue_micros"),
+    )
+
+
+def _windows_result(windows: pl.DataFrame) -> dict[str, Any]:
+    if not windows.height:
+        return {"windows": 0}
+    busiest = windows.sort(["events", WINDOW_START], descending=[True, False]).row(0, named=True)
+    window_ms, first, last = windows.select(
+        pl.col("window_ms").max(), pl.col(WINDOW_START).min(),
+        (pl.col(WINDOW_START) + pl.duration(milliseconds=pl.col("window_ms"))).max().alias("to")).row(0)
+    return {
+        "windows": windows.height, "window_s": window_ms / 1000, "from": as_iso(first), "to": as_iso(last),
+        "busiest": {"window_start": as_iso(busiest[WINDOW_START]), "events": busiest["events"],
+                    "views": busiest["views"], "purchases": busiest["purchases"],
+                    "revenue": amount(busiest["revenue_micros"]), "products": busiest["products"]},
+    }
+
+
+def _windows_lines(found: dict[str, Any]) -> list[str]:
+    if not found["windows"]:
+        return ["no windows"]
+    busiest = found["busiest"]
+    return [f"{found['windows']:,} windows of {lasting(found['window_s'] * 1000)}, "
+            f"{minute(found['from'])} to {minute(found['to'])}",
+            f"busiest {minute(busiest['window_start'])}: {busiest['events']:,} events, {busiest['views']:,} views, "
+            f"{busiest['purchases']:,} purchases, revenue {busiest['revenue']:,.2f}"]
+
+
+TRENDS_FINDING = Finding(window_totals, sum_by(WINDOW_START, "window_ms"), _windows_result, _windows_lines)
+"""Windows, their span of event time, and the busiest: the most events (views, carts, removes, purchases), earliest."""
+
 TRENDS = OutputStream(
     "trends",
     row="product with at least one event in a window",
@@ -189,6 +232,7 @@ TRENDS = OutputStream(
         Column("revenue_change", MONEY, nullable=False),
         Column("trend", TEXT, nullable=False),
     ),
+    finding=TRENDS_FINDING,
 )
 
 

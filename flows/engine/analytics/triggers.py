@@ -19,7 +19,8 @@ dropped. Candidates reach the cooldown in event-time order whatever the
 batching, so what fires is deterministic. ``trigger_id`` is a hash of (type,
 user, time): a sender that remembers ids never sends one twice, even after a
 replay. The cooldown state holds one row per (user, type) that fired within
-the last cooldown, nothing older.
+the last cooldown, nothing older. The run summary counts the triggers of
+each type and adds up their values.
 
 >>> cooldown = Cooldown(3_600_000)
 >>> candidates = pl.DataFrame({"user_id": ["u", "u", "u"], "trigger_type": ["cart_abandoned"] * 3,
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import bytewax.operators as op
 import polars as pl
@@ -42,6 +44,7 @@ from flows.engine.aggregate import LAST_TS, ExactSum, WindowedAggregate
 from flows.engine.analytics.registry import Analytic
 from flows.engine.analytics.user_sessions import SessionSettings, session_dedup_windows, session_windows
 from flows.engine.errors import ConfigError
+from flows.engine.findings import Finding, amount, micros, sum_by
 from flows.engine.money import line_micros, money
 from flows.engine.present import as_time
 from flows.engine.setting import Group, at_least, duration, number, positive, setting, whole_seconds
@@ -64,6 +67,26 @@ _CANDIDATE_DTYPES: dict[str, pl.DataType | type[pl.DataType]] = (
     }
 )
 CANDIDATE_SCHEMA = pl.Schema(_CANDIDATE_DTYPES)
+def _fired(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.group_by("trigger_type").agg(pl.len().cast(pl.Int64).alias("fired"),
+                                             micros("value").sum().alias("value_micros"))
+
+
+def _fired_result(fired: pl.DataFrame) -> dict[str, Any]:
+    ordered = fired.sort(["fired", "trigger_type"], descending=[True, False])
+    return {"fired": int(fired["fired"].sum()), "per_type": {
+        kind: {"fired": n, "value": amount(value)} for kind, n, value in ordered.iter_rows()}}
+
+
+def _fired_lines(found: dict[str, Any]) -> list[str]:
+    if not found["fired"]:
+        return ["none fired"]
+    return [", ".join(f"{kind} {t['fired']:,} worth {t['value']:,.2f}" for kind, t in found["per_type"].items())]
+
+
+FIRED = Finding(_fired, sum_by("trigger_type"), _fired_result, _fired_lines)
+"""Triggers fired per type, and their values added up (cart values; revenue in the spend window)."""
+
 TRIGGERS = OutputStream(
     "triggers",
     row="marketing trigger that fired",
@@ -81,6 +104,7 @@ TRIGGERS = OutputStream(
         Column("since", TIME_MS, nullable=False),
         Column("products", TEXTS),
     ),
+    finding=FIRED,
 )
 
 

@@ -17,7 +17,9 @@ the sets of products it touched). Sessions are released in one order,
 sequence (recommendations, cart triggers) is deterministic too. Each
 session also carries ``basket``: the products carted or purchased in it,
 the ``basket_limit`` smallest ids at most (bounding what recommendations
-take from one session).
+take from one session). The run summary tells how many sessions closed, the
+share that bought and that left a cart, and their median and mean length
+(:data:`SESSIONS_FINDING`).
 
 >>> spec = sessions_aggregate(30 * 60_000, basket_limit=10)
 >>> events = pl.DataFrame({"ts": [0, 60_000, 90_000], "user_id": ["u", "u", "u"],
@@ -39,13 +41,14 @@ A cart emptied again is not abandoned; one with something left in it is:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import bytewax.operators as op
 import polars as pl
 
 from flows.engine.aggregate import LAST_TS, Distinct, ExactSum, Sum, WindowedAggregate
 from flows.engine.analytics.registry import Analytic
+from flows.engine.findings import Finding, amount, lasting, micros, share, sum_by
 from flows.engine.operators import Windowed
 from flows.engine.setting import Group, at_least, duration, integer, positive, setting
 from flows.engine.streams import BOOL, FLOAT, INT, MONEY, TEXT, TEXTS, TIME_MS, Column, OutputStream
@@ -56,6 +59,51 @@ if TYPE_CHECKING:
 from flows.engine.money import line_micros, money
 from flows.engine.present import as_time, seconds
 from flows.engine.windows import WINDOW_START, SessionWindow
+
+
+def session_lengths(rows: pl.DataFrame) -> pl.DataFrame:
+    """Sessions rows -> per whole second of length: sessions, converted, abandoned carts, events, length and revenue.
+
+    Sessions are counted per second of length so that the median merges
+    exactly (to the second) in a frame bounded by the longest session.
+    """
+    ms = (pl.col("duration_s") * 1000).round().cast(pl.Int64)
+    return rows.group_by((ms // 1000).alias("second")).agg(
+        pl.len().cast(pl.Int64).alias("sessions"), pl.col("converted").sum().cast(pl.Int64),
+        pl.col("abandoned_cart").sum().cast(pl.Int64).alias("abandoned"), pl.col("events").sum(),
+        ms.sum().alias("duration_ms"), micros("revenue").sum().alias("revenue_micros"),
+    )
+
+
+def _sessions_result(lengths: pl.DataFrame) -> dict[str, Any]:
+    n = int(lengths["sessions"].sum())
+    if not n:
+        return {"sessions": 0}
+    ordered = lengths.sort("second")
+    middle = int(ordered["second"].filter(ordered["sessions"].cum_sum() >= (n + 1) // 2)[0])  # the lower median
+    converted, revenue = int(lengths["converted"].sum()), int(lengths["revenue_micros"].sum())
+    return {
+        "sessions": n, "converted": converted, "abandoned_cart": int(lengths["abandoned"].sum()),
+        "revenue": amount(revenue), "revenue_per_converted": amount(revenue) / converted if converted else None,
+        "median_duration_s": middle, "mean_duration_s": int(lengths["duration_ms"].sum()) / n / 1000,
+        "mean_events": int(lengths["events"].sum()) / n,
+    }
+
+
+def _sessions_lines(found: dict[str, Any]) -> list[str]:
+    n = found["sessions"]
+    if not n:
+        return ["none closed"]
+    bought = f"{share(found['converted'], n)} bought"
+    if found["revenue_per_converted"] is not None:
+        bought += f" ({found['revenue_per_converted']:,.2f} each)"
+    return [f"{n:,} closed: {bought}, {share(found['abandoned_cart'], n)} left a cart",
+            f"median length {lasting(found['median_duration_s'] * 1000)}, "
+            f"mean {lasting(found['mean_duration_s'] * 1000)}, {found['mean_events']:.1f} events on average"]
+
+
+SESSIONS_FINDING = Finding(session_lengths, sum_by("second"), _sessions_result, _sessions_lines)
+"""Sessions closed, the shares that bought and that left a cart, their median (to the second) and mean length."""
 
 SESSIONS = OutputStream(
     "sessions",
@@ -78,6 +126,7 @@ SESSIONS = OutputStream(
         Column("cart_value", MONEY, nullable=False),
         Column("carted_products", TEXTS, nullable=False),
     ),
+    finding=SESSIONS_FINDING,
 )
 OUTPUT_SCHEMA = SESSIONS.schema
 
