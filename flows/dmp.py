@@ -74,7 +74,8 @@ def build(
     branches.write(QUARANTINE, quarantined)
     branches.tally(decoded.tallies)
     branches.measure(lambda: op.map("report_batches", decoded.tallies, batch_report))
-    branches.measure(lambda: op.filter_map("report_watermarks", stamped, watermark_report))
+    branches.measure(lambda: op.filter_map("report_watermarks", stamped,
+                                           lambda batch: watermark_report(batch, settings.live)))
     for analytic in registry.running(settings):  # trends, sessions, funnel, ...: flows/engine/analytics/
         analytic.wire(branches)
     for stream, parts in ((LATE, branches.late), (QUALITY, branches.quality)):  # of every analytic that has them

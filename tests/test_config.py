@@ -82,6 +82,7 @@ def test_every_variable_is_read():
         "DMP_SINK": "files,kafka,db",
         "DMP_DB_URL": "postgresql://dmp:pa%40ss@db.example.com:5432/results",
         "DMP_DB_RETRY": "30s",
+        "DMP_DB_COMMIT": "250ms",
         "DMP_KAFKA_BROKERS": "k1:9092,k2:9092",
         "DMP_KAFKA_TOPIC": "shop.events",
         "DMP_KAFKA_START": "latest",
@@ -144,8 +145,8 @@ def test_every_variable_is_read():
     assert (sim.straggler_rate, sim.malformed_rate, sim.duration_ms) == (0.0, 0.01, 10_800_000)
     kafka = s.kafka
     assert s.sinks == ("files", "kafka", "db")
-    assert (s.db_url.text, s.db_url.dialect, s.db.retry_ms) == (
-        "postgresql://dmp:pa%40ss@db.example.com:5432/results", "postgresql", 30_000)
+    assert (s.db_url.text, s.db_url.dialect, s.db.retry_ms, s.db.commit_ms) == (
+        "postgresql://dmp:pa%40ss@db.example.com:5432/results", "postgresql", 30_000, 250)
     assert (kafka.topic, kafka.start, kafka.bounded, kafka.end_offsets, kafka.batch_messages) == (
         "shop.events", "latest", True, ((0, 40), (1, 50)), 1000)
     assert (kafka.output_prefix, kafka.output_partitions) == ("shop.", 6)

@@ -17,10 +17,21 @@ import polars as pl
 import pytest
 
 from flows import dmp
+from flows.engine import metrics
 from flows.engine.analytics import registry
 from flows.engine.config import Settings, SimSettings
 from flows.engine.counts import Counts
-from flows.engine.monitor import TOTAL, Figures, Report, TotalMonitor, WorkerMonitor, monitoring_row, total
+from flows.engine.monitor import (
+    TOTAL,
+    Figures,
+    Report,
+    TotalMonitor,
+    WorkerMonitor,
+    monitoring_row,
+    total,
+    watermark_report,
+)
+from flows.engine.schema import StampedBatch
 from flows.engine.testing import CapturedOutputs, run
 from tests.test_cli import ROOT, env, free_port
 
@@ -124,6 +135,17 @@ def test_figures_agree_with_the_input_and_latencies_are_ordered(workers):
     assert (timed["latency_p95_ms"] <= timed["latency_p99_ms"]).all()
     # Replayed 2024 events, far behind the wall clock: the lag would say nothing, so there is none.
     assert rows["watermark_lag_s"].is_null().all() and not rows["live"].any() and rows["watermark"].drop_nulls().len()
+
+
+def test_the_watermark_lag_gauge_is_set_on_live_streams_only():
+    gauge = metrics.WATERMARK_LAG.labels("0")
+    gauge.set(-1.0)
+    batch = StampedBatch("p", pl.DataFrame(), watermark=1_704_067_200_000)  # 2024-01-01, long ago
+    report = watermark_report(batch, live=False, clock=lambda: 1_704_067_260.0)
+    assert report is not None and report.watermarks == (("p", 1_704_067_200_000),)
+    assert gauge._value.get() == -1.0  # a replay's "lag" would be its age: left alone
+    watermark_report(batch, live=True, clock=lambda: 1_704_067_260.0)
+    assert gauge._value.get() == 60.0
 
 
 def test_monitoring_can_be_turned_off():

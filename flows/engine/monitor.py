@@ -108,11 +108,14 @@ def latency_report(read_at: float | None, clock: Callable[[], float] = time.time
     return Report(worker, now, latencies=(latency,))
 
 
-def watermark_report(batch: StampedBatch, clock: Callable[[], float] = time.time) -> Report | None:
+def watermark_report(batch: StampedBatch, live: bool = True, clock: Callable[[], float] = time.time
+                     ) -> Report | None:
+    """The batch's watermark; on a live stream also the lag gauge (a replay's lag would be its age, not a lag)."""
     if not BEGINNING_OF_TIME < batch.watermark < END_OF_TIME:
         return None  # no event yet, or the partition has ended
     now, worker = clock(), current_worker()
-    metrics.WATERMARK_LAG.labels(worker).set(max(0.0, now - batch.watermark / 1000))
+    if live:
+        metrics.WATERMARK_LAG.labels(worker).set(max(0.0, now - batch.watermark / 1000))
     return Report(worker, now, watermarks=((batch.partition, batch.watermark),))
 
 

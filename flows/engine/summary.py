@@ -120,6 +120,7 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
         self.findings: dict[str, tuple[Finding, pl.Schema]] = {
             s.name: (s.finding, s.schema) for s in streams if s.finding is not None}
         self.state = resume if resume is not None else SummaryState()
+        vars(self.state).setdefault("findings", {})  # a snapshot taken before findings existed has none
         self.pending: list[pl.DataFrame] = list(self.state.pending)
         self.pending_rows = sum(frame.height for frame in self.pending)
         self.ended = False  # the summary went out: an interrupt after it has nothing to add
