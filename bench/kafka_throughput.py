@@ -13,7 +13,13 @@ same topic, each in a fresh process with one worker, timing only the work:
 (d) the idiomatic Bytewax pipeline from its docs: KafkaSource -> json.loads
     -> key_on product -> fold_window (EventClock, TumblingWindower) -> KafkaSink.
 
-Prints events/s of each and the ratios (c)/(b) and (c)/(d).
+(e) the same flows.dmp query from a JSON Lines file of the same events to
+    files: the file path the Kafka path is held against.
+
+Prints events/s of each and the ratios (c)/(b) and (c)/(d); and the
+CPU-seconds per 1M events of (c) and (e) (user + sys of the measuring
+process, librdkafka's threads included; the broker's own CPU is not) and
+their ratio (target: Kafka at most 1.3x the file run).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -80,6 +87,20 @@ def consume_and_parse(bootstrap: str) -> float:
     return time.perf_counter() - started
 
 
+def file_columnar(path: str) -> float:
+    from bytewax.testing import run_main
+
+    from flows import dmp
+    from flows.engine.config import Settings
+
+    with tempfile.TemporaryDirectory(prefix="bench-files-") as out:
+        flow = dmp.build(Settings(source="file", input=path, sinks=("files",), out_dir=out, summary=False,
+                                  analytics=("trends",)))
+        started = time.perf_counter()
+        run_main(flow)
+        return time.perf_counter() - started
+
+
 def columnar(bootstrap: str) -> float:
     from bytewax.testing import run_main
 
@@ -123,15 +144,14 @@ VARIANTS = {
     "(b) consume + JSON parse": consume_and_parse,
     "(c) Kafka -> flows.dmp -> Kafka": columnar,
     "(d) per-event Bytewax": per_event,
+    "(e) file -> flows.dmp -> files": file_columnar,
 }
 
 
-def publish(bootstrap: str, events: int) -> None:
+def publish(bootstrap: str, path: Path) -> None:
     from flows.tools.produce import main as produce
 
-    # Clean JSON, so (b), the ceiling of parsing, is defined; dead letters are tested elsewhere.
-    produce(["--brokers", bootstrap, "--topic", TOPIC, "--sim", "--events", str(events), "--malformed-rate", "0",
-             "--quiet"])
+    produce(["--brokers", bootstrap, "--topic", TOPIC, "--file", str(path), "--quiet"])
 
 
 def main() -> None:
@@ -141,28 +161,41 @@ def main() -> None:
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
-        print(json.dumps({"seconds": VARIANTS[args.run](args.bootstrap)}))
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        seconds = VARIANTS[args.run](args.bootstrap)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        print(json.dumps({"seconds": seconds, "cpu": cpu}))
         return
 
+    from bench.make_events import write_events
     from flows.tools.broker import LocalBroker
 
-    with LocalBroker(log_path=Path(tempfile.gettempdir()) / "bench-tansu.log") as broker:
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as scratch, \
+            LocalBroker(log_path=Path(tempfile.gettempdir()) / "bench-tansu.log") as broker:
         broker.create_topic(TOPIC, PARTITIONS)
         for stream in ("trends", "leaderboard", "late", "dead_letters"):
             broker.create_topic(f"bench-dmp.{stream}", 3)
         broker.create_topic("bench-per-event.trends", 3)
         started = time.perf_counter()
-        publish(broker.bootstrap, args.events)
+        # Clean JSON, so (b), the ceiling of parsing, is defined; dead letters are tested elsewhere.
+        # One file of events, published for (a)-(d) and read by (e).
+        events = write_events(Path(scratch) / "events.jsonl", args.events)
+        publish(broker.bootstrap, events)
         print(f"published {args.events:,} events to {TOPIC} ({PARTITIONS} partitions) in "
               f"{time.perf_counter() - started:.1f}s; one worker each:")
-        rates = {}
+        rates, cpus = {}, {}
         for name in VARIANTS:
-            seconds = run_child(__file__, name, "--bootstrap", broker.bootstrap)["seconds"]
-            rates[name] = args.events / seconds
-            print(f"  {name:<34} {seconds:8.2f} s {rates[name]:>12,.0f} events/s", flush=True)
-    _a, b, c, d = rates.values()
+            where = str(events) if name.startswith("(e)") else broker.bootstrap
+            measured = run_child(__file__, name, "--bootstrap", where)
+            rates[name], cpus[name] = args.events / measured["seconds"], measured["cpu"]
+            print(f"  {name:<34} {measured['seconds']:8.2f} s {rates[name]:>12,.0f} events/s "
+                  f"{measured['cpu'] / args.events * 1e6:8.2f} CPU-s/1M", flush=True)
+    _a, b, c, d, _e = rates.values()
+    kafka, files = cpus["(c) Kafka -> flows.dmp -> Kafka"], cpus["(e) file -> flows.dmp -> files"]
     print(f"  (c) / (b)  {c / b:6.0%}   (target >= 70%)")
     print(f"  (c) / (d)  {c / d:6.1f}x  (target >= 10x)")
+    print(f"  CPU (c) / (e)  {kafka / files:5.2f}x  (target <= 1.3x)")
 
 
 if __name__ == "__main__":
