@@ -2,9 +2,10 @@
 
 In: ``(key, frame)`` items of one stream: typed rows, as its declaration
 says. Out: the rows upserted into the table of the same name at
-``DMP_DB_URL`` (:mod:`flows.engine.db`), in one transaction per
-``DMP_DB_COMMIT`` at most (see *Commits*). :func:`open_db_sinks` runs at start-up: it connects, creates or
-checks the schema, and fails in one line naming ``DMP_DB_URL`` if it cannot.
+``DMP_DB_URL`` (:mod:`flows.engine.db`), one transaction per
+``DMP_DB_COMMIT`` at most (see *Commits*). :func:`open_db_sinks` runs at
+start-up: it connects, creates or checks the schema, and fails in one line
+naming ``DMP_DB_URL`` if it cannot.
 
 **One writer per table.** A stream's sink has a single partition,
 ``db:<table>``; every worker lists it and Bytewax gives it to one of them,
