@@ -87,5 +87,6 @@ def test_the_default_database_follows_the_outputs_directory_and_is_in_wal_mode(s
     # The reference run sets DMP_OUT_DIR and DMP_SINK's default, files,db, but no DMP_DB_URL.
     connection = sqlite3.connect(sqlite_reference["out"] / "dmp.sqlite")
     assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert connection.execute("PRAGMA page_size").fetchone() == (16384,)  # made with 16 KiB pages (Sqlite.connect)
     assert connection.execute("SELECT count(*) FROM trends").fetchone() == (sqlite_reference["tables"]["trends"].height,)
     connection.close()

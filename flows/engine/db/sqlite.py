@@ -19,7 +19,10 @@ into ``WITHOUT ROWID`` tables (the natural key is the table's order).
 killed (not a power cut, which the recovery store's replay then repairs).
 A writer's page cache is 64 MiB (SQLite's default, 2 MiB, is smaller than
 one second of a replay's index pages: they were spilled to the WAL and read
-back, 500,000 reads and writes of pages for 2M events of trends).
+back, 500,000 reads and writes of pages for 2M events of trends), and a
+new file's pages are 16 KiB (SQLite's default is 4 KiB): a commit's rows
+touch fewer pages, and the default run took ~9% less CPU (17.8 against
+19.5 CPU-s for 2M events, the median of three runs each, interleaved).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from flows.engine.money import money, to_micros
 from flows.engine.streams import UTC_MS, OutputStream
 
 BUSY_TIMEOUT_S = 30.0
+PAGE_BYTES = 16384  # 4x SQLite's default: fewer pages per commit and per index walk, ~9% less CPU for the default run
 CACHE_KIB = 65536  # a writer's page cache: SQLite's 2 MiB default spilled and re-read most index pages per batch
 HOUR = "strftime('%Y-%m-%dT%H:00:00Z', {})"
 _SECONDS = "%Y-%m-%dT%H:%M:%SZ"
@@ -87,6 +91,7 @@ class Sqlite(Dialect):
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(path, timeout=timeout_s, isolation_level=None, check_same_thread=False)
+            connection.execute(f"PRAGMA page_size={PAGE_BYTES}")  # a new file's; an existing one keeps its own
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         connection.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
