@@ -158,11 +158,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--run", choices=list(VARIANTS), help=argparse.SUPPRESS)
-    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--on", help=argparse.SUPPRESS)  # the broker, or (e) the events file
     args = parser.parse_args()
     if args.run:
         before = resource.getrusage(resource.RUSAGE_SELF)
-        seconds = VARIANTS[args.run](args.bootstrap)
+        seconds = VARIANTS[args.run](args.on)
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         print(json.dumps({"seconds": seconds, "cpu": cpu}))
@@ -186,8 +186,8 @@ def main() -> None:
               f"{time.perf_counter() - started:.1f}s; one worker each:")
         rates, cpus = {}, {}
         for name in VARIANTS:
-            where = str(events) if name.startswith("(e)") else broker.bootstrap
-            measured = run_child(__file__, name, "--bootstrap", where)
+            on = str(events) if VARIANTS[name] is file_columnar else broker.bootstrap
+            measured = run_child(__file__, name, "--on", on)
             rates[name], cpus[name] = args.events / measured["seconds"], measured["cpu"]
             print(f"  {name:<34} {measured['seconds']:8.2f} s {rates[name]:>12,.0f} events/s "
                   f"{measured['cpu'] / args.events * 1e6:8.2f} CPU-s/1M", flush=True)

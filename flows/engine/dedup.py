@@ -83,9 +83,7 @@ class SeenIds:
         self.__init__()  # type: ignore[misc]
         self.next_generation = state["next_generation"]
         for number, generation in sorted(state["generations"].items()):
-            hashes = generation.ids.hash(_SEED).to_numpy()
-            order = np.argsort(hashes)
-            self._insert(number, generation, order, hashes[order], np.searchsorted(self.hashes, hashes[order]))
+            self._insert(number, generation, *self._placed(generation.ids))
 
     def deduplicate(self, stamped: pl.DataFrame, horizon_ms: int, lateness_ms: int, max_ts: int | None
                     ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -97,10 +95,7 @@ class SeenIds:
         if not with_id.height:
             return stamped, stamped.clear()
         ids, ts = with_id["event_id"], with_id["ts"].to_numpy()
-        hashes = ids.hash(_SEED).to_numpy()
-        order = np.argsort(hashes)
-        sorted_hashes = hashes[order]
-        found = np.searchsorted(self.hashes, sorted_hashes)  # where each lands in the index (before inserting)
+        order, sorted_hashes, found = self._placed(ids)
         earlier = np.maximum(self._earlier(ids, order, sorted_hashes, found),
                              _earlier_in_batch(ids, order, sorted_hashes, ts))
         duplicate = earlier >= with_id["watermark"].to_numpy() + lateness_ms - horizon_ms
@@ -115,6 +110,16 @@ class SeenIds:
         mask = np.zeros(stamped.height, dtype=bool)
         mask[positions] = True
         return stamped.filter(pl.Series(~mask)), stamped.filter(pl.Series(mask))
+
+    def _placed(self, ids: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ids' order by hash, their hashes in that order, and where each lands in the index as it is.
+
+        Unstable: ids of equal hashes need no order among them (every entry of a hash is looked at).
+        """
+        hashes = ids.hash(_SEED).to_numpy()
+        order = np.argsort(hashes)
+        sorted_hashes = hashes[order]
+        return order, sorted_hashes, np.searchsorted(self.hashes, sorted_hashes)
 
     def _earlier(self, ids: pl.Series, order: np.ndarray, sorted_hashes: np.ndarray, found: np.ndarray
                  ) -> np.ndarray:

@@ -101,6 +101,11 @@ class SummaryState:
     inputs: dict[str, Counts] = field(default_factory=dict)  # records and dead letters per source partition
     findings: dict[str, list[pl.DataFrame]] = field(default_factory=dict)  # partials per stream, not merged yet
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A snapshot taken by an older version lacks the fields added since: they start empty.
+        self.__init__()  # type: ignore[misc]
+        self.__dict__.update(state)
+
 
 class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
     """Adds up tallies; emits the summary when the input ends.
@@ -120,7 +125,6 @@ class RunSummary(StatefulBatchLogic[Tally, dict, SummaryState]):
         self.findings: dict[str, tuple[Finding, pl.Schema]] = {
             s.name: (s.finding, s.schema) for s in streams if s.finding is not None}
         self.state = resume if resume is not None else SummaryState()
-        vars(self.state).setdefault("findings", {})  # a snapshot taken before findings existed has none
         self.pending: list[pl.DataFrame] = list(self.state.pending)
         self.pending_rows = sum(frame.height for frame in self.pending)
         self.ended = False  # the summary went out: an interrupt after it has nothing to add

@@ -67,6 +67,8 @@ _CANDIDATE_DTYPES: dict[str, pl.DataType | type[pl.DataType]] = (
     }
 )
 CANDIDATE_SCHEMA = pl.Schema(_CANDIDATE_DTYPES)
+
+
 def _fired(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.group_by("trigger_type").agg(pl.len().cast(pl.Int64).alias("fired"),
                                              micros("value").sum().alias("value_micros"))
