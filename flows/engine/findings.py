@@ -36,12 +36,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import polars as pl
 
 from flows.engine.money import MICROS
+from flows.engine.streams import TIME
 
 
 @dataclass(frozen=True)
@@ -79,18 +79,22 @@ def amount(value_micros: int) -> float:
     return value_micros / MICROS
 
 
-def as_iso(at: datetime) -> str:
-    """A typed time as output rows show it: ``2024-01-06T18:40:00Z``."""
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+def iso(column: str) -> pl.Expr:
+    """A typed time column as output rows show it (``2024-01-06T18:40:00Z``), rendered by Polars.
+
+    Never through a Python ``datetime``, which ends with the year 9999: the
+    last window of an event at 9999-12-31T23:59:59.999Z ends after it.
+    """
+    return TIME.json(pl.col(column)).alias(column)
 
 
 def minute(text: str) -> str:
-    """An ISO-8601 time (:func:`as_iso`) as the summary prints it: ``2024-01-06 18:40``.
+    """An ISO-8601 time (:func:`iso`) as the summary prints it: ``2024-01-06 18:40``.
 
-    >>> minute("2024-01-06T18:40:00Z")
-    '2024-01-06 18:40'
+    >>> minute("2024-01-06T18:40:00Z"), minute("+10000-01-01T00:00:00Z")
+    ('2024-01-06 18:40', '+10000-01-01 00:00')
     """
-    return text[:16].replace("T", " ")
+    return text[:-4].replace("T", " ")
 
 
 def share(part: int | float, whole: int | float) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from flows.engine.findings import Finding, as_iso, minute
+from flows.engine.findings import Finding, iso, minute
 
 _SHOWN = 3
 _SERIES = ["metric", "category"]
@@ -57,8 +57,8 @@ def _anomalies_result(kept: pl.DataFrame) -> dict[str, Any]:
         "anomalies": int(kept["anomalies"].sum()),
         "per_series": [{"metric": m, "category": c, "anomalies": n, "up": up, "down": n - up}
                        for m, c, n, up in counts.select(*_SERIES, "anomalies", "up").iter_rows()],
-        "strongest": [{**row, "bucket_start": as_iso(row["bucket_start"]), "direction": _direction(row["score"])}
-                      for row in strongest.select("bucket_start", *_SERIES, "actual", "expected", "score")
+        "strongest": [{**row, "direction": _direction(row["score"])}
+                      for row in strongest.select(iso("bucket_start"), *_SERIES, "actual", "expected", "score")
                       .iter_rows(named=True)],
     }
 

@@ -32,7 +32,7 @@ from flows.engine.aggregate import ExactSum, Sum, WindowedAggregate
 from flows.engine.analytics.leaderboard import LEADERBOARD, leaderboard
 from flows.engine.analytics.registry import Analytic
 from flows.engine.errors import ConfigError
-from flows.engine.findings import Finding, amount, as_iso, lasting, micros, minute, sum_by
+from flows.engine.findings import Finding, amount, iso, lasting, micros, minute, sum_by
 from flows.engine.money import line_micros, money
 from flows.engine.present import as_time
 from flows.engine.schema import ClosedWindows
@@ -191,13 +191,15 @@ def window_totals(rows: pl.DataFrame) -> pl.DataFrame:
 def _windows_result(windows: pl.DataFrame) -> dict[str, Any]:
     if not windows.height:
         return {"windows": 0}
-    busiest = windows.sort(["events", WINDOW_START], descending=[True, False]).row(0, named=True)
+    busiest = windows.sort(["events", WINDOW_START], descending=[True, False]).head(1).with_columns(
+        iso(WINDOW_START)).row(0, named=True)
     window_ms, first, last = windows.select(
         pl.col("window_ms").max(), pl.col(WINDOW_START).min(),
-        (pl.col(WINDOW_START) + pl.duration(milliseconds=pl.col("window_ms"))).max().alias("to")).row(0)
+        (pl.col(WINDOW_START) + pl.duration(milliseconds=pl.col("window_ms"))).max().alias("to"),
+    ).with_columns(iso(WINDOW_START), iso("to")).row(0)
     return {
-        "windows": windows.height, "window_s": window_ms / 1000, "from": as_iso(first), "to": as_iso(last),
-        "busiest": {"window_start": as_iso(busiest[WINDOW_START]), "events": busiest["events"],
+        "windows": windows.height, "window_s": window_ms / 1000, "from": first, "to": last,
+        "busiest": {"window_start": busiest[WINDOW_START], "events": busiest["events"],
                     "views": busiest["views"], "purchases": busiest["purchases"],
                     "revenue": amount(busiest["revenue_micros"]), "products": busiest["products"]},
     }
