@@ -17,8 +17,6 @@ naming the table and the column.
 ['trends_by_product_id']
 >>> [name for name, _ in indexes(registry.stream("late"))]
 ['late_by_ts', 'late_by_product_id', 'late_by_user_id']
->>> write_order(registry.stream("trends")), write_order(registry.stream("sessions"))
-(('product_id', 'window_start'), ('user_id', 'session_start'))
 """
 
 from __future__ import annotations
@@ -92,25 +90,6 @@ def indexes(stream: OutputStream) -> list[tuple[str, tuple[str, ...]]]:
         if entity in names and stream.key[0] != entity:
             wanted.append((entity, time) if time is not None else (entity,))
     return [(f"{stream.name}_by_{columns[0]}", columns) for columns in wanted]
-
-
-def write_order(stream: OutputStream) -> tuple[str, ...]:
-    """The order a commit's rows go in: that of the table's first b-tree not led by its time column.
-
-    Rows arrive in about time order, so a b-tree led by time takes them near
-    its end whatever their order; one led by a product or a user takes them
-    all over, and each lands on a page of its own unless they come sorted.
-    Sorted, a commit walks that b-tree once: the trends table (key led by
-    the window, an index by product) took 36% less CPU per row in SQLite
-    (``bench/db_throughput.py``). The key's columns follow, so the order is
-    total.
-    """
-    time = next((c.name for c in stream.columns if c.kind in (TIME, TIME_MS)), None)
-    if stream.key[0] == time:
-        led = [columns for _, columns in indexes(stream) if columns[0] != time]
-        if led:
-            return (*led[0], *(k for k in stream.key if k not in led[0]))
-    return stream.key
 
 
 def declared_columns(dialect: Dialect, stream: OutputStream) -> list[dict[str, Any]]:

@@ -62,7 +62,6 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows.engine.config import Settings
 from flows.engine.db.database import Database
-from flows.engine.db.schema import write_order
 from flows.engine.db.url import DbUrl
 from flows.engine.streams import OutputStream
 
@@ -125,7 +124,6 @@ class _DbPart(StatefulSinkPartition[pl.DataFrame, None]):
         self.stream = stream
         self.commit_every_s = commit_every_s
         self.clock = clock
-        self.order = list(write_order(stream))
         self.held: list[pl.DataFrame] = []
         self.committed_at = -float("inf")
         shared.attach()
@@ -141,8 +139,9 @@ class _DbPart(StatefulSinkPartition[pl.DataFrame, None]):
         if not self.held:
             return
         frames, self.held = self.held, []
-        frame = pl.concat(frames, how="vertical_relaxed").unique(self.stream.key, keep="last")
-        self.shared.write(self.stream, self.stream.conform(frame).sort(self.order))
+        frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical_relaxed").unique(
+            self.stream.key, keep="last", maintain_order=True)
+        self.shared.write(self.stream, self.stream.conform(frame))
         self.committed_at = self.clock()
 
     def snapshot(self) -> None:
