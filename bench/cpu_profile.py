@@ -26,6 +26,7 @@ import inspect
 import os
 import pkgutil
 import runpy
+import shutil
 import sys
 import tempfile
 import time
@@ -121,6 +122,7 @@ def main() -> None:
         os.environ[name] = value
     profile = Profile()
     profile.instrument()
+    atexit.register(shutil.rmtree, out, ignore_errors=True)  # runs after the report (last registered, first run)
     atexit.register(profile.report, args.top)
     sys.argv = ["bytewax.run", "flows.dmp"]
     warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)  # imported above
