@@ -5,7 +5,8 @@
 
 Starts a local broker (Tansu, from the dev extra), publishes the simulator's
 events once to a 4-partition topic (keyed by user), then measures on that
-same topic, each in a fresh process with one worker, timing only the work:
+same topic, each in a fresh process with one worker, timing only the work,
+once per round in shuffled order (the median of ``--rounds``, 3 by default):
 
 (a) the raw consume rate with confluent-kafka alone;
 (b) consume + JSON parse into Polars frames: the ceiling of any JSON pipeline;
@@ -29,7 +30,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import random
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -172,6 +175,7 @@ def publish(bootstrap: str, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="each variant once per round, in shuffled order")
     parser.add_argument("--run", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--on", help=argparse.SUPPRESS)  # the broker, or (e) the events file
     args = parser.parse_args()
@@ -194,14 +198,20 @@ def main() -> None:
         events = write_events(Path(scratch) / "events.jsonl", args.events)
         publish(broker.bootstrap, events)
         print(f"published {args.events:,} events to {TOPIC} ({PARTITIONS} partitions) in "
-              f"{time.perf_counter() - started:.1f}s; one worker each:")
-        rates, cpus = {}, {}
-        for name in VARIANTS:
-            on = str(events) if VARIANTS[name] is file_columnar else broker.bootstrap
-            measured = run_child(__file__, name, "--on", on)
-            rates[name], cpus[name] = args.events / measured["seconds"], measured["cpu"]
-            print(f"  {name:<34} {measured['seconds']:8.2f} s {rates[name]:>12,.0f} events/s "
-                  f"{measured['cpu'] / args.events * 1e6:8.2f} CPU-s/1M", flush=True)
+              f"{time.perf_counter() - started:.1f}s; one worker each, median of {args.rounds} shuffled rounds:")
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
+        for round_ in range(args.rounds):
+            for name in random.sample(list(VARIANTS), len(VARIANTS)):
+                on = str(events) if VARIANTS[name] is file_columnar else broker.bootstrap
+                runs[name].append(run_child(__file__, name, "--on", on))
+            print(f"  round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+    rates, cpus = {}, {}
+    for name, measured in runs.items():
+        seconds = statistics.median(run["seconds"] for run in measured)
+        cpus[name] = statistics.median(run["cpu"] for run in measured)
+        rates[name] = args.events / seconds
+        print(f"  {name:<34} {seconds:8.2f} s {rates[name]:>12,.0f} events/s "
+              f"{cpus[name] / args.events * 1e6:8.2f} CPU-s/1M")
     _a, b, c, d, _e = rates.values()
     kafka, files = cpus["(c) Kafka -> flows.dmp -> Kafka"], cpus["(e) file -> flows.dmp -> files"]
     print(f"  (c) / (b)  {c / b:6.0%}   (target >= 70%)")
