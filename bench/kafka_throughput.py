@@ -206,9 +206,9 @@ def main() -> None:
                 runs[name].append(run_child(__file__, name, "--on", on))
             print(f"  round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
     rates, cpus = {}, {}
-    for name, measured in runs.items():
-        seconds = statistics.median(run["seconds"] for run in measured)
-        cpus[name] = statistics.median(run["cpu"] for run in measured)
+    for name, done in runs.items():
+        seconds = statistics.median(run["seconds"] for run in done)
+        cpus[name] = statistics.median(run["cpu"] for run in done)
         rates[name] = args.events / seconds
         print(f"  {name:<34} {seconds:8.2f} s {rates[name]:>12,.0f} events/s "
               f"{cpus[name] / args.events * 1e6:8.2f} CPU-s/1M")
