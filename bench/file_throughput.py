@@ -43,8 +43,9 @@ def columnar(path: Path, out: Path):
     from flows import dmp
     from flows.engine.config import Settings
 
-    # The foundation's query: trends and the leaderboard (what the per-event pipeline computes).
-    return dmp.build(Settings(source="file", input=str(path), out_dir=out, analytics=("trends",)))
+    # The foundation's query: trends and the leaderboard (what the per-event pipeline computes), to files as the
+    # per-event pipeline writes them: the embedded default's results database would add its own cost.
+    return dmp.build(Settings(source="file", input=str(path), out_dir=out, analytics=("trends",), sinks=("files",)))
 
 
 def per_event(path: Path, out: Path):
