@@ -165,12 +165,13 @@ SYSTEMS: dict[str, System] = {system.key: system for system in (
         key="dmp",
         label="flows.dmp trends",
         money="currency",
-        how=("python -m bytewax.run flows.dmp, DMP_ANALYTICS=trends DMP_MONITOR_INTERVAL=0 DMP_SOURCE=file: "
-             "columnar Polars batches, 1 worker, per-partition watermark, lateness 30 s"),
+        how=("python -m bytewax.run flows.dmp, DMP_ANALYTICS=trends DMP_MONITOR_INTERVAL=0 DMP_SOURCE=file "
+             "DMP_SINK=files: columnar Polars batches, 1 worker, per-partition watermark, lateness 30 s"),
         interpreter=_project_python,
         command=lambda python, target: [str(python), "-m", "bytewax.run", "flows.dmp"],
+        # Files only, as every peer writes its rows: the embedded default's results database is not part of the query.
         environ=lambda target: {"DMP_ANALYTICS": "trends", "DMP_MONITOR_INTERVAL": "0", "DMP_SOURCE": "file",
-                                "DMP_INPUT": str(target.events), "DMP_OUT_DIR": str(target.out)},
+                                "DMP_SINK": "files", "DMP_INPUT": str(target.events), "DMP_OUT_DIR": str(target.out)},
         versions=lambda python: _versions("bytewax", "polars")(python),
     ),
     _flink("per-event"),
