@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.kafka_throughput import PARTITIONS, TOPIC, measured, publish  # noqa: E402
-from bench.per_event import run_child  # noqa: E402
+from bench.kafka_throughput import PARTITIONS, TOPIC, columnar, publish  # noqa: E402
+from bench.per_event import run_child, shuffled_rounds  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "ours (lz4, linger 20 ms)": {},
@@ -38,20 +36,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def kafka_to_kafka(bootstrap: str, changes: dict[str, Any]) -> float:
-    """CPU-seconds of one trends run from the topic to output topics, the producer's settings changed."""
-    from bytewax.testing import run_main
-
+def kafka_to_kafka(bootstrap: str, changes: dict[str, Any]) -> dict[str, float]:
+    """One run of ``bench/kafka_throughput.py``'s (c), the producer's settings changed."""
     import flows.engine.sinks.kafka as sink
-    from flows import dmp
-    from flows.engine.config import KafkaSettings, Settings
 
     sink.PRODUCER_DEFAULTS.update(changes)
-    kafka = KafkaSettings(brokers=bootstrap, topic=TOPIC, bounded=True, output_prefix=f"bench-{time.time_ns()}.")
-    flow = dmp.build(Settings(source="kafka", sinks=("kafka",), kafka=kafka, summary=False, analytics=("trends",)))
-    with measured() as run:
-        run_main(flow)
-    return run["cpu"]
+    return columnar(bootstrap)
 
 
 def main() -> None:
@@ -62,7 +52,7 @@ def main() -> None:
     parser.add_argument("--on", help=argparse.SUPPRESS)  # the broker
     args = parser.parse_args()
     if args.run:
-        print(json.dumps({"cpu": kafka_to_kafka(args.on, VARIANTS[args.run])}))
+        print(json.dumps(kafka_to_kafka(args.on, VARIANTS[args.run])))
         return
 
     from bench.make_events import write_events
@@ -72,14 +62,11 @@ def main() -> None:
             LocalBroker(log_path=Path(tempfile.gettempdir()) / "bench-tansu.log") as broker:
         broker.create_topic(TOPIC, PARTITIONS)
         publish(broker.bootstrap, write_events(Path(scratch) / "events.jsonl", args.events))
-        runs: dict[str, list[float]] = {name: [] for name in VARIANTS}
-        for round_ in range(args.rounds):
-            for name in random.sample(list(VARIANTS), len(VARIANTS)):
-                runs[name].append(run_child(__file__, name, "--on", broker.bootstrap)["cpu"])
-            print(f"  round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+        runs = shuffled_rounds(list(VARIANTS), args.rounds,
+                               lambda name: run_child(__file__, name, "--on", broker.bootstrap))
     print(f"Kafka -> flows.dmp (trends) -> Kafka, {args.events:,} events, median of {args.rounds} shuffled rounds:")
-    for name, cpus in runs.items():
-        per_million = [cpu / args.events * 1e6 for cpu in cpus]
+    for name, done in runs.items():
+        per_million = [run["cpu"] / args.events * 1e6 for run in done]
         print(f"  {name:<26} {statistics.median(per_million):6.2f} CPU-s/1M   runs: "
               f"{', '.join(f'{value:.2f}' for value in sorted(per_million))}")
 

@@ -30,37 +30,30 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import random
-import resource
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.per_event import TREND_SLOTS, add_to_trend, merge, parse, run_child  # noqa: E402
+from bench.per_event import (  # noqa: E402
+    TREND_SLOTS,
+    add_to_trend,
+    measured,
+    merge,
+    parse,
+    run_child,
+    shuffled_rounds,
+)
 
 TOPIC = "bench-events"
 PARTITIONS = 4
 WINDOW = timedelta(minutes=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-@contextmanager
-def measured() -> Iterator[dict[str, float]]:
-    """Wall and CPU seconds of the block (user + sys of this process, every thread): imports and set-up left out."""
-    run: dict[str, float] = {}
-    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-    yield run
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    run.update(seconds=time.perf_counter() - started,
-               cpu=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
 
 
 def consume_all(bootstrap: str, on_batch) -> int:
@@ -199,12 +192,8 @@ def main() -> None:
         publish(broker.bootstrap, events)
         print(f"published {args.events:,} events to {TOPIC} ({PARTITIONS} partitions) in "
               f"{time.perf_counter() - started:.1f}s; one worker each, median of {args.rounds} shuffled rounds:")
-        runs: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
-        for round_ in range(args.rounds):
-            for name in random.sample(list(VARIANTS), len(VARIANTS)):
-                on = str(events) if VARIANTS[name] is file_columnar else broker.bootstrap
-                runs[name].append(run_child(__file__, name, "--on", on))
-            print(f"  round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
+        runs = shuffled_rounds(list(VARIANTS), args.rounds, lambda name: run_child(
+            __file__, name, "--on", str(events) if VARIANTS[name] is file_columnar else broker.bootstrap))
     rates, cpus = {}, {}
     for name, done in runs.items():
         seconds = statistics.median(run["seconds"] for run in done)

@@ -1,4 +1,4 @@
-"""What the benchmarks share: the per-event Bytewax pieces they compare against, and running a variant alone.
+"""What the benchmarks share: the per-event Bytewax pieces they compare against, and running variants alone.
 
 The per-event functions are what Bytewax's documentation teaches a user to
 write: ``json.loads`` per record, a Python accumulator per window and key.
@@ -9,10 +9,16 @@ the same work.
 from __future__ import annotations
 
 import json
+import random
+import resource
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 TREND_SLOTS = 7  # events, views, carts, removes, purchases, units, revenue micros
@@ -70,3 +76,28 @@ def run_child(script: str, *args: str) -> dict:
         print(done.stderr[-3000:], file=sys.stderr)
         raise SystemExit(f"{Path(script).name} --run {' '.join(args)} failed")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+Name = TypeVar("Name", bound=Hashable)
+Run = TypeVar("Run")
+
+
+def shuffled_rounds(names: Sequence[Name], rounds: int, run: Callable[[Name], Run]) -> dict[Name, list[Run]]:
+    """``run`` each name once per round, in a fresh random order each round (a drift in the load touches all)."""
+    runs: dict[Name, list[Run]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        for name in random.sample(list(names), len(names)):
+            runs[name].append(run(name))
+        print(f"  round {round_ + 1} of {rounds} done", file=sys.stderr, flush=True)
+    return runs
+
+
+@contextmanager
+def measured() -> Iterator[dict[str, float]]:
+    """Wall and CPU seconds of the block (user + sys of this process, every thread): imports and set-up left out."""
+    run: dict[str, float] = {}
+    started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+    yield run
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    run.update(seconds=time.perf_counter() - started,
+               cpu=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))

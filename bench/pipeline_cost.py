@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import resource
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.make_events import ensure_events  # noqa: E402
+from bench.per_event import shuffled_rounds  # noqa: E402
 
 VARIANTS = {
     "default": {},
@@ -97,15 +97,12 @@ def main() -> None:
 
 def measure(trees: dict[str, Path], args: argparse.Namespace, extra: dict[str, str], big: Path, small: Path
             ) -> dict[tuple[str, str, str], list[tuple[float, float]]]:
-    runs: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
-    for round_ in range(args.rounds):
-        order = [(label, v, size) for label in trees for v in args.variants for size in ("big", "small")]
-        random.shuffle(order)
-        for label, variant, size in order:
-            cpu, wall = cpu_run({**VARIANTS[variant], **extra}, big if size == "big" else small, trees[label])
-            runs.setdefault((label, variant, size), []).append((cpu, wall))
-        print(f"  round {round_ + 1} of {args.rounds} done", file=sys.stderr, flush=True)
-    return runs
+    def run(name: tuple[str, str, str]) -> tuple[float, float]:
+        label, variant, size = name
+        return cpu_run({**VARIANTS[variant], **extra}, big if size == "big" else small, trees[label])
+
+    names = [(label, v, size) for label in trees for v in args.variants for size in ("big", "small")]
+    return shuffled_rounds(names, args.rounds, run)
 
 
 if __name__ == "__main__":
